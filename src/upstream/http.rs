@@ -1,0 +1,159 @@
+//! HTTP plumbing shared by the upstream clients: the reqwest client, sending
+//! with error classification, and reading a body under a size cap.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::FetchError;
+
+/// `User-Agent` of every upstream request.
+pub const USER_AGENT: &str = concat!("upload_session_exporter/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the HTTP client of one target: rustls with webpki roots, the
+/// target's timeout on every request, no redirects (a redirect from an API
+/// would carry our Authorization header to wherever it points).
+pub fn build_client(timeout: Duration) -> Result<reqwest::Client, FetchError> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| FetchError::Connect {
+            endpoint: "client",
+            detail: format!("cannot build the HTTP client: {e}"),
+        })
+}
+
+/// A response whose body has been read completely (under the cap).
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: reqwest::StatusCode,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// Sends `req` and reads the whole body, refusing more than `limit` bytes.
+/// Transport failures are classified into [`FetchError`] variants.
+pub async fn send(
+    req: reqwest::RequestBuilder,
+    endpoint: &'static str,
+    timeout: Duration,
+    limit: u64,
+) -> Result<Response, FetchError> {
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| classify(e, endpoint, timeout))?;
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(FetchError::TooLarge { endpoint, limit });
+    }
+    let status = resp.status();
+    let headers = std::mem::take(resp.headers_mut());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| classify(e, endpoint, timeout))?
+    {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(FetchError::TooLarge { endpoint, limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: body.freeze(),
+    })
+}
+
+fn classify(e: reqwest::Error, endpoint: &'static str, timeout: Duration) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout { endpoint, timeout }
+    } else if e.is_decode() {
+        FetchError::Decode {
+            endpoint,
+            detail: error_chain(&e),
+        }
+    } else {
+        // Connect errors, resets, a body cut short: the transport broke.
+        FetchError::Connect {
+            endpoint,
+            detail: error_chain(&e),
+        }
+    }
+}
+
+/// The error and its causes on one line, without the URL (reqwest puts the
+/// URL in its messages; ours carry no secrets, but they are noise here).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut out = e.without_url_ref().to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut s = self.to_string();
+        if let Some(url) = self.url() {
+            s = s.replace(&format!(" for url ({url})"), "");
+        }
+        s
+    }
+}
+
+/// The first bytes of a body as one printable line, for error messages.
+pub fn snippet(body: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX * 4)]);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect::<String>() + "…";
+    }
+    out
+}
+
+/// The value of a numeric header, if present and a number.
+pub fn header_u64(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_is_one_short_line() {
+        assert_eq!(
+            snippet(b"<html>\n<body>Bad  gateway</body>"),
+            "<html> <body>Bad gateway</body>"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(snippet(long.as_bytes()).chars().count(), 121);
+        assert_eq!(snippet(&[0xff, 0xfe, b'a']), "\u{fffd}\u{fffd}a");
+    }
+}

@@ -1,0 +1,190 @@
+//! Vault's JSON, as serde types. Every field is optional and unknown fields are
+//! ignored: Vault adds fields between versions, and one odd record must not
+//! make a whole list undecodable (numbers that are negative, fractional or
+//! strings decode as `None` and the record is judged later).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+/// The envelope of every Vault response. `data` is kept raw so that a
+/// FAILURE is recognised even when its `data` has an unexpected shape.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    /// `SUCCESS`, `WARNING`, `FAILURE` or `EXCEPTION`.
+    #[serde(rename = "responseStatus")]
+    pub response_status: Option<String>,
+    /// Free text some responses carry.
+    #[serde(rename = "responseMessage")]
+    pub response_message: Option<String>,
+    /// Errors on FAILURE/EXCEPTION.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub errors: Vec<ApiErrorItem>,
+    /// Top-level error type some auth failures add.
+    #[serde(rename = "errorType")]
+    pub error_type: Option<String>,
+    /// The payload, decoded by the caller.
+    #[serde(borrow)]
+    pub data: Option<&'a RawValue>,
+    /// Pagination and other details.
+    #[serde(rename = "responseDetails")]
+    pub response_details: Option<ResponseDetails>,
+}
+
+/// One entry of `errors`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiErrorItem {
+    /// The error type, e.g. `INVALID_SESSION_ID`: what to decide on.
+    #[serde(rename = "type")]
+    pub error_type: Option<String>,
+    /// Human text; never decided on.
+    pub message: Option<String>,
+}
+
+/// `responseDetails` of a paginated response.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResponseDetails {
+    /// URL (absolute, or a path) of the next page.
+    pub next_page: Option<String>,
+}
+
+/// The body of `POST /api/{version}/auth`.
+#[derive(Debug, Deserialize)]
+pub struct AuthResponse {
+    /// `SUCCESS` or `FAILURE`.
+    #[serde(rename = "responseStatus")]
+    pub response_status: Option<String>,
+    /// Errors on failure.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub errors: Vec<ApiErrorItem>,
+    /// Top-level error type of auth failures.
+    #[serde(rename = "errorType")]
+    pub error_type: Option<String>,
+    /// The session id to send as `Authorization`.
+    #[serde(rename = "sessionId")]
+    pub session_id: Option<String>,
+    /// The user logged in.
+    #[serde(rename = "userId", default, deserialize_with = "lenient_u64")]
+    pub user_id: Option<u64>,
+    /// The Vault the session belongs to.
+    #[serde(rename = "vaultId", default, deserialize_with = "lenient_u64")]
+    pub vault_id: Option<u64>,
+    /// Every Vault the user may use.
+    #[serde(rename = "vaultIds", default, deserialize_with = "null_as_default")]
+    pub vault_ids: Vec<VaultRef>,
+}
+
+/// One entry of `vaultIds`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VaultRef {
+    /// Vault id.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub id: Option<u64>,
+    /// Vault name.
+    pub name: Option<String>,
+    /// Vault base URL.
+    pub url: Option<String>,
+}
+
+/// The body of `GET /api/`: versions served and their URLs.
+#[derive(Debug, Deserialize)]
+pub struct VersionsResponse {
+    /// `SUCCESS` or `FAILURE`.
+    #[serde(rename = "responseStatus")]
+    pub response_status: Option<String>,
+    /// Version name to URL.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub values: BTreeMap<String, serde_json::Value>,
+    /// Errors on failure.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub errors: Vec<ApiErrorItem>,
+}
+
+/// An upload session, as in List Upload Sessions (seed 000/001) and Get
+/// Upload Session Details (seed 002).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct UploadSession {
+    /// Session id (opaque).
+    pub id: Option<String>,
+    /// Path in File Staging, e.g. `/u10001400/x/file.pdf`.
+    pub path: Option<String>,
+    /// File name (create response only).
+    pub name: Option<String>,
+    /// Numeric user id of the creator.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub owner: Option<u64>,
+    /// Declared size of the finished file in bytes.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub size: Option<u64>,
+    /// Bytes uploaded so far.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub uploaded: Option<u64>,
+    /// Parts uploaded so far.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub uploaded_parts: Option<u64>,
+    /// e.g. `2020-10-07T18:32:55.000Z`.
+    pub created_date: Option<String>,
+    /// When the session expires.
+    pub expiration_date: Option<String>,
+    /// When the last part arrived.
+    pub last_uploaded_date: Option<String>,
+}
+
+/// One uploaded part (seed 003).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct FilePart {
+    /// Part size in bytes.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub size: Option<u64>,
+    /// Part number, 1-based.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub part_number: Option<u64>,
+    /// Hex MD5 of the part.
+    pub part_content_md5: Option<String>,
+}
+
+/// A non-negative integer, or `None` for null, negative, fractional or
+/// non-numeric values (strings of digits are accepted).
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// `null` decodes like a missing field.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A list payload whose entries are decoded one by one, so that a single
+/// entry of the wrong shape (say a string where an object belongs) is
+/// skipped and counted instead of failing the whole list.
+#[derive(Debug)]
+pub struct Lenient<T> {
+    /// The entries that decoded.
+    pub items: Vec<T>,
+    /// How many entries did not.
+    pub skipped: usize,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Option::<Vec<&'de RawValue>>::deserialize(d)?.unwrap_or_default();
+        let mut items = Vec::with_capacity(raw.len());
+        let mut skipped = 0;
+        for r in raw {
+            match serde_json::from_str::<T>(r.get()) {
+                Ok(v) => items.push(v),
+                Err(_) => skipped += 1,
+            }
+        }
+        Ok(Lenient { items, skipped })
+    }
+}
