@@ -1,1 +1,125 @@
-fn main() {}
+//! `upload_session_sim`: runs the Veeva Vault File Staging simulator
+//! standalone, e.g. for demos or to point an exporter at.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use upload_session_exporter::sim::{
+    SimConfig, Simulator, DEMO_PASSWORD, DEMO_USERNAME, UPLOADER_PASSWORD,
+};
+
+/// Simulator of Veeva Vault File Staging upload sessions.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:10158")]
+    listen: SocketAddr,
+    /// Background activity.
+    #[arg(long, value_enum, default_value_t = ScenarioArg::Demo)]
+    scenario: ScenarioArg,
+    /// Seed of the demo activity.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScenarioArg {
+    /// Uploads progress, stall, commit and expire by themselves.
+    Demo,
+    /// Only what clients do.
+    Idle,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match args.scenario {
+        ScenarioArg::Demo => SimConfig::demo(),
+        ScenarioArg::Idle => SimConfig::idle(),
+    };
+    config.seed = args.seed;
+    let users: Vec<(String, Vec<String>)> = config
+        .vaults
+        .iter()
+        .map(|v| {
+            let names = v
+                .users
+                .iter()
+                .filter(|u| !u.admin)
+                .map(|u| u.username.clone())
+                .collect();
+            (v.name.clone(), names)
+        })
+        .collect();
+    let sim = match Simulator::start(args.listen, config).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("upload_session_sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "Veeva Vault File Staging simulator listening on {}",
+        sim.base_url()
+    );
+    for (i, (name, uploaders)) in users.iter().enumerate() {
+        let url = sim.vault_url(name).unwrap_or_default();
+        let root = if i == 0 {
+            format!(" (also {})", sim.base_url())
+        } else {
+            String::new()
+        };
+        println!("  vault {name:<10} {url}{root}");
+        if !uploaders.is_empty() {
+            println!(
+                "    uploaders (password {UPLOADER_PASSWORD:?}): {}",
+                uploaders.join(", ")
+            );
+        }
+    }
+    println!("  login: username {DEMO_USERNAME:?}, password {DEMO_PASSWORD:?} (admin)");
+    println!(
+        "  e.g. curl -s -X POST {}/api/v25.2/auth -d username={DEMO_USERNAME} -d password={DEMO_PASSWORD}",
+        sim.base_url()
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    sim.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+                        }
+                    }
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
