@@ -1,0 +1,143 @@
+//! The metric model: every family the exporter exposes, and the per-target
+//! fragments that the poll tasks render and the [`exposition`] module joins.
+//!
+//! The text format requires all samples of a family to stand together, so a
+//! target's rendering is kept per family ([`TargetFragment`]); assembling
+//! the page is then only copying bytes in family order.
+
+pub mod exposition;
+pub mod text;
+
+/// `counter` or `gauge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic counter (`_total`).
+    Counter,
+    /// Gauge.
+    Gauge,
+}
+
+macro_rules! families {
+    ($( $variant:ident => $name:literal, $kind:ident, $help:literal; )*) => {
+        /// Every per-target metric family, in exposition order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Family { $( #[doc = $help] $variant, )* }
+
+        impl Family {
+            /// All families in exposition order.
+            pub const ALL: &'static [Family] = &[ $( Family::$variant, )* ];
+
+            /// Full metric name.
+            pub fn name(self) -> &'static str {
+                match self { $( Family::$variant => $name, )* }
+            }
+
+            /// HELP text.
+            pub fn help(self) -> &'static str {
+                match self { $( Family::$variant => $help, )* }
+            }
+
+            /// Counter or gauge.
+            pub fn kind(self) -> Kind {
+                match self { $( Family::$variant => Kind::$kind, )* }
+            }
+        }
+    };
+}
+
+families! {
+    Sessions => "upload_session_sessions", Gauge,
+        "Upload sessions by state, as listed in the target's last successful poll (Vault: active, or expired when past expiration_date but not yet purged; deepset: open, closed, expired).";
+    UploadedBytes => "upload_session_uploaded_bytes", Gauge,
+        "Sum of `uploaded` bytes over the owner's listed sessions (last successful poll).";
+    SizeBytes => "upload_session_size_bytes", Gauge,
+        "Sum of the declared `size` in bytes over the owner's listed sessions (last successful poll).";
+    UploadedParts => "upload_session_uploaded_parts", Gauge,
+        "Sum of `uploaded_parts` over the owner's listed sessions (last successful poll).";
+    NextExpiry => "upload_session_next_expiry_timestamp_seconds", Gauge,
+        "Earliest expiration time among the owner's listed active/open (and expired, not yet purged) sessions, Unix seconds.";
+    TimeToExpiry => "upload_session_time_to_expiry_seconds", Gauge,
+        "Earliest expiration minus the time of the last successful poll, in seconds (computed at poll time, negative once passed; prefer next_expiry_timestamp_seconds - time() in PromQL).";
+    LastUpload => "upload_session_last_upload_timestamp_seconds", Gauge,
+        "Latest `last_uploaded_date` among the owner's listed sessions, Unix seconds.";
+    OldestCreated => "upload_session_oldest_created_timestamp_seconds", Gauge,
+        "Earliest creation time among the owner's listed sessions, Unix seconds.";
+    Stalled => "upload_session_stalled_sessions", Gauge,
+        "Active, not fully uploaded sessions whose bytes have not grown for the target's stall_after.";
+    AwaitingCommit => "upload_session_awaiting_commit_sessions", Gauge,
+        "Active sessions with every declared byte uploaded but not committed yet (they expire and lose their parts if never committed).";
+    Ended => "upload_session_ended_total", Counter,
+        "Sessions that left the list since the exporter started: outcome=completed before their expiry (committed or aborted), outcome=expired after it.";
+    TargetUp => "upload_session_target_up", Gauge,
+        "1 if the last poll of the target succeeded, else 0.";
+    LastSuccess => "upload_session_last_success_timestamp_seconds", Gauge,
+        "Time of the target's last successful poll, Unix seconds (0 before the first success).";
+    PollDuration => "upload_session_poll_duration_seconds", Gauge,
+        "Duration of the target's last poll, successful or not, in seconds.";
+    PollErrors => "upload_session_poll_errors_total", Counter,
+        "Failed polls of the target by reason: auth, timeout, connect, http_status, api_error, decode, rate_limited.";
+    ApiRequests => "upload_session_api_requests_total", Counter,
+        "Upstream API calls made for the target, by endpoint.";
+    BurstRemaining => "upload_session_api_burst_limit_remaining", Gauge,
+        "Last X-VaultAPI-BurstLimitRemaining header: calls left in Vault's current 5-minute window (shared with every integration of that Vault).";
+    BurstLimit => "upload_session_api_burst_limit", Gauge,
+        "Last X-VaultAPI-BurstLimit header: calls allowed per 5-minute window.";
+}
+
+/// One target's samples, rendered per family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetFragment {
+    families: Vec<String>,
+}
+
+impl TargetFragment {
+    /// An empty fragment.
+    pub fn new() -> Self {
+        TargetFragment {
+            families: vec![String::new(); Family::ALL.len()],
+        }
+    }
+
+    /// The buffer that samples of `family` are appended to.
+    pub fn family_mut(&mut self, family: Family) -> &mut String {
+        let i = family as usize;
+        if self.families.len() <= i {
+            self.families.resize(Family::ALL.len(), String::new());
+        }
+        &mut self.families[i]
+    }
+
+    /// The rendered samples of `family`.
+    pub fn family(&self, family: Family) -> &str {
+        self.families
+            .get(family as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// Appends one sample of `family`.
+    pub fn sample(&mut self, family: Family, labels: &[(&str, &str)], value: text::Value) {
+        text::sample(self.family_mut(family), family.name(), labels, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for f in Family::ALL {
+            assert!(f.name().starts_with("upload_session_"), "{}", f.name());
+            assert_eq!(
+                f.kind() == Kind::Counter,
+                f.name().ends_with("_total"),
+                "{}",
+                f.name()
+            );
+            assert!(seen.insert(f.name()), "duplicate {}", f.name());
+            assert!(!f.help().is_empty());
+        }
+    }
+}

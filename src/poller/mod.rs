@@ -1,0 +1,276 @@
+//! One poll loop per target: fetch the sessions on the target's interval
+//! (with jitter), update the history, render the target's series and hand
+//! them to the [`Hub`]. Failures back off exponentially; failed logins back
+//! off much more, because Vault locks accounts after repeated bad passwords.
+
+pub mod history;
+pub mod target;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{KindConfig, TargetConfig};
+use crate::metrics::exposition::Hub;
+use crate::model::{now_millis, Session};
+use crate::upstream::vault::{self, VaultClient};
+use crate::upstream::{ErrorReason, FetchError};
+
+pub use target::TargetState;
+
+/// Longest wait after ordinary failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+/// First wait after a refused login, and the longest.
+const LOGIN_BACKOFF_MIN: Duration = Duration::from_secs(5 * 60);
+const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(60 * 60);
+
+/// The upstream client of a target.
+pub enum Source {
+    /// A Vault target.
+    Vault(Box<VaultClient>),
+}
+
+impl Source {
+    /// Creates the client for a target.
+    pub fn new(target: &TargetConfig) -> Result<Self, FetchError> {
+        match &target.kind {
+            KindConfig::Vault(v) => Ok(Source::Vault(Box::new(VaultClient::new(target, v)?))),
+            KindConfig::Deepset(_) => Err(FetchError::Api {
+                endpoint: "client",
+                error_type: "UNSUPPORTED".into(),
+                message: "kind = \"deepset\" is not supported by this version yet".into(),
+            }),
+        }
+    }
+
+    /// Fetches the current sessions.
+    pub async fn fetch(&mut self, now: i64) -> Result<Vec<Session>, FetchError> {
+        match self {
+            Source::Vault(c) => {
+                let list = c.list_sessions().await?;
+                let total = list.sessions.len() + list.skipped;
+                let sessions: Vec<Session> = list
+                    .sessions
+                    .into_iter()
+                    .filter_map(|s| vault::to_model(s, now))
+                    .collect();
+                if sessions.len() < total {
+                    tracing::warn!(
+                        skipped = total - sessions.len(),
+                        "some listed upload sessions had no id or an unreadable shape and were skipped"
+                    );
+                }
+                Ok(sessions)
+            }
+        }
+    }
+
+    /// Moves the call counts and limit headers into the target's state.
+    pub fn account(&mut self, state: &mut TargetState) {
+        match self {
+            Source::Vault(c) => {
+                state.count_calls(c.take_calls());
+                state.set_burst(c.burst());
+            }
+        }
+    }
+
+    /// Ends the upstream session, if any.
+    pub async fn close(&mut self) {
+        match self {
+            Source::Vault(c) => c.logout().await,
+        }
+    }
+}
+
+/// Which targets have finished their first poll (for `/-/ready`).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    waiting: Mutex<HashSet<String>>,
+}
+
+impl Readiness {
+    /// Starts waiting for these targets.
+    pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Arc<Self> {
+        Arc::new(Readiness {
+            waiting: Mutex::new(targets.into_iter().map(str::to_string).collect()),
+        })
+    }
+
+    /// A target finished its first poll.
+    pub fn done(&self, target: &str) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(target);
+        }
+    }
+
+    /// Targets still waiting for their first poll.
+    pub fn waiting(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .waiting
+            .lock()
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+/// What a poll task shares with the rest of the exporter.
+#[derive(Clone)]
+pub struct Shared {
+    /// Where rendered fragments go.
+    pub hub: Arc<Hub>,
+    /// Bounds how many targets are polled at once.
+    pub limiter: Arc<Semaphore>,
+    /// First-poll bookkeeping.
+    pub readiness: Arc<Readiness>,
+}
+
+/// Polls one target once and returns its state: for `--once` and tests.
+pub async fn poll_once(
+    target: &TargetConfig,
+    source: &mut Source,
+    state: &mut TargetState,
+) -> Result<(), FetchError> {
+    let started = Instant::now();
+    let now = now_millis();
+    // A whole poll gets at most one interval (or timeout): a target whose
+    // upstream trickles must not hold its permit forever.
+    let budget = target.poll_interval.max(target.timeout);
+    let result = match tokio::time::timeout(budget, source.fetch(now)).await {
+        Ok(r) => r,
+        Err(_) => Err(FetchError::Timeout {
+            endpoint: "poll",
+            timeout: budget,
+        }),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    source.account(state);
+    match &result {
+        Ok(sessions) => state.record_success(sessions, now, secs),
+        Err(e) => state.record_failure(e, now, secs),
+    }
+    result.map(|_| ())
+}
+
+/// Runs the poll loop of one target until `shutdown`; logs out at the end.
+pub async fn run_target(target: TargetConfig, shared: Shared, shutdown: CancellationToken) {
+    let name = target.name.clone();
+    let mut state = TargetState::new(
+        &name,
+        target.kind.label(),
+        millis(target.stall_after),
+        millis(target.stale_after),
+    );
+    let mut source = match Source::new(&target) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(target = %name, error = %e, "cannot create the upstream client");
+            state.record_failure(&e, now_millis(), 0.0);
+            shared.hub.publish(&name, state.render());
+            shared.readiness.done(&name);
+            None
+        }
+    };
+    let Some(source) = source.as_mut() else {
+        shutdown.cancelled().await;
+        return;
+    };
+    // Spread the first polls of many targets a little.
+    let mut next = Instant::now()
+        + jitter(
+            Duration::ZERO,
+            target.poll_interval.min(Duration::from_secs(2)),
+        );
+    let mut failures: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        let permit = tokio::select! {
+            p = shared.limiter.clone().acquire_owned() => p,
+            _ = shutdown.cancelled() => break,
+        };
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = poll_once(&target, source, &mut state) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        drop(permit);
+        let delay = match &result {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(target = %name, "target recovered");
+                }
+                failures = 0;
+                target.poll_interval
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let delay = backoff(&target, e, failures);
+                tracing::warn!(
+                    target = %name,
+                    reason = %e.reason(),
+                    error = %e,
+                    retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
+                    "poll failed"
+                );
+                delay
+            }
+        };
+        shared.hub.publish(&name, state.render());
+        shared.readiness.done(&name);
+        // Next start is measured from this start, so the interval is the
+        // period rather than the gap; ±10% jitter keeps targets from
+        // synchronising.
+        next = started + jitter(delay, delay / 10);
+        if next < Instant::now() {
+            next = Instant::now();
+        }
+    }
+    // Be a good guest: end the Vault session instead of leaving it open.
+    let _ = tokio::time::timeout(Duration::from_secs(5), source.close()).await;
+}
+
+/// The wait before the next poll after `failures` consecutive failures.
+pub fn backoff(target: &TargetConfig, error: &FetchError, failures: u32) -> Duration {
+    let exp = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    let login_refused =
+        matches!(error, FetchError::Auth { endpoint, .. } if *endpoint == vault::endpoint::AUTH);
+    let delay = if login_refused {
+        LOGIN_BACKOFF_MIN.saturating_mul(exp).min(LOGIN_BACKOFF_MAX)
+    } else {
+        target
+            .poll_interval
+            .saturating_mul(exp)
+            .min(MAX_BACKOFF.max(target.poll_interval))
+    };
+    match (error.reason(), error.retry_after()) {
+        (ErrorReason::RateLimited, Some(after)) => delay.max(after),
+        _ => delay,
+    }
+}
+
+fn jitter(base: Duration, spread: Duration) -> Duration {
+    if spread.is_zero() {
+        return base;
+    }
+    let s = spread.as_millis() as i64;
+    let offset = rand::rng().random_range(-s..=s);
+    if offset >= 0 {
+        base + Duration::from_millis(offset as u64)
+    } else {
+        base.saturating_sub(Duration::from_millis(offset.unsigned_abs()))
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

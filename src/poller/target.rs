@@ -1,0 +1,259 @@
+//! The state of one target between polls, and its rendering into a
+//! [`TargetFragment`]. Owned by the target's poll task only.
+
+use std::collections::BTreeMap;
+
+use crate::metrics::text::Value;
+use crate::metrics::{Family, TargetFragment};
+use crate::model::{Session, SessionState, UnixMillis};
+use crate::upstream::vault::BurstInfo;
+use crate::upstream::{ErrorReason, FetchError};
+
+use super::history::{History, Outcome};
+
+/// Per-owner figures of one successful poll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerStats {
+    /// Sessions per state.
+    pub sessions: BTreeMap<SessionState, u64>,
+    /// Sum of `uploaded`.
+    pub uploaded: u64,
+    /// Sum of declared sizes.
+    pub size: u64,
+    /// Sum of uploaded parts.
+    pub parts: u64,
+    /// Earliest expiry.
+    pub next_expiry: Option<UnixMillis>,
+    /// Latest last upload.
+    pub last_upload: Option<UnixMillis>,
+    /// Earliest creation.
+    pub oldest_created: Option<UnixMillis>,
+    /// Stalled sessions.
+    pub stalled: u64,
+    /// Fully uploaded, uncommitted sessions.
+    pub awaiting_commit: u64,
+}
+
+/// Everything the exporter knows about one target.
+#[derive(Debug)]
+pub struct TargetState {
+    name: String,
+    kind: &'static str,
+    stall_after_ms: i64,
+    stale_after_ms: i64,
+    /// Figures of the last successful poll (dropped once stale).
+    owners: BTreeMap<String, OwnerStats>,
+    /// Time of the last successful poll.
+    last_success: Option<UnixMillis>,
+    up: bool,
+    polled: bool,
+    poll_seconds: f64,
+    errors: [u64; ErrorReason::ALL.len()],
+    api_requests: BTreeMap<&'static str, u64>,
+    ended: BTreeMap<(String, Outcome), u64>,
+    burst: Option<BurstInfo>,
+    history: History,
+}
+
+impl TargetState {
+    /// A target that has not been polled yet.
+    pub fn new(name: &str, kind: &'static str, stall_after_ms: i64, stale_after_ms: i64) -> Self {
+        TargetState {
+            name: name.to_string(),
+            kind,
+            stall_after_ms,
+            stale_after_ms,
+            owners: BTreeMap::new(),
+            last_success: None,
+            up: false,
+            polled: false,
+            poll_seconds: 0.0,
+            errors: [0; ErrorReason::ALL.len()],
+            api_requests: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            burst: None,
+            history: History::default(),
+        }
+    }
+
+    /// True once a poll (successful or not) has finished.
+    pub fn polled(&self) -> bool {
+        self.polled
+    }
+
+    /// True if the last poll succeeded.
+    pub fn up(&self) -> bool {
+        self.up
+    }
+
+    /// Per-owner figures currently exposed.
+    pub fn owners(&self) -> &BTreeMap<String, OwnerStats> {
+        &self.owners
+    }
+
+    /// Failed polls so far for `reason`.
+    pub fn errors(&self, reason: ErrorReason) -> u64 {
+        self.errors[reason as usize]
+    }
+
+    /// Adds upstream calls to the request counters.
+    pub fn count_calls(&mut self, calls: Vec<(&'static str, u64)>) {
+        for (endpoint, n) in calls {
+            *self.api_requests.entry(endpoint).or_default() += n;
+        }
+    }
+
+    /// Records the latest limit headers.
+    pub fn set_burst(&mut self, burst: BurstInfo) {
+        self.burst = Some(burst);
+    }
+
+    /// Takes in a successful poll made at `now`.
+    pub fn record_success(&mut self, sessions: &[Session], now: UnixMillis, poll_seconds: f64) {
+        let (judgements, ended) = self.history.update(sessions, now, self.stall_after_ms);
+        for (owner, outcome) in ended {
+            *self.ended.entry((owner, outcome)).or_default() += 1;
+        }
+        let mut owners: BTreeMap<String, OwnerStats> = BTreeMap::new();
+        for (s, j) in sessions.iter().zip(judgements) {
+            let o = owners.entry(s.owner_id.clone()).or_default();
+            *o.sessions.entry(s.state).or_default() += 1;
+            o.uploaded = o.uploaded.saturating_add(s.uploaded);
+            o.size = o.size.saturating_add(s.size.unwrap_or(0));
+            o.parts = o.parts.saturating_add(s.parts);
+            if s.state != SessionState::Closed {
+                o.next_expiry = min_opt(o.next_expiry, s.expires);
+            }
+            o.last_upload = max_opt(o.last_upload, s.last_upload);
+            o.oldest_created = min_opt(o.oldest_created, s.created);
+            o.stalled += u64::from(j.stalled);
+            o.awaiting_commit += u64::from(j.awaiting_commit);
+        }
+        self.owners = owners;
+        self.last_success = Some(now);
+        self.up = true;
+        self.polled = true;
+        self.poll_seconds = poll_seconds;
+    }
+
+    /// Takes in a failed poll. The last figures stay until `stale_after`.
+    pub fn record_failure(&mut self, error: &FetchError, now: UnixMillis, poll_seconds: f64) {
+        self.errors[error.reason() as usize] += 1;
+        self.up = false;
+        self.polled = true;
+        self.poll_seconds = poll_seconds;
+        let stale = match self.last_success {
+            Some(t) => now.saturating_sub(t) >= self.stale_after_ms,
+            None => true,
+        };
+        if stale {
+            self.owners.clear();
+        }
+    }
+
+    /// Renders the target's series.
+    pub fn render(&self) -> TargetFragment {
+        let mut f = TargetFragment::new();
+        let t = self.name.as_str();
+        for (owner, o) in &self.owners {
+            let l = [("target", t), ("owner_id", owner.as_str())];
+            for (state, n) in &o.sessions {
+                f.sample(
+                    Family::Sessions,
+                    &[
+                        ("target", t),
+                        ("owner_id", owner),
+                        ("state", state.as_str()),
+                    ],
+                    Value::U(*n),
+                );
+            }
+            f.sample(Family::UploadedBytes, &l, Value::U(o.uploaded));
+            f.sample(Family::SizeBytes, &l, Value::U(o.size));
+            f.sample(Family::UploadedParts, &l, Value::U(o.parts));
+            if let Some(e) = o.next_expiry {
+                f.sample(Family::NextExpiry, &l, Value::Millis(e));
+                if let Some(polled_at) = self.last_success {
+                    f.sample(
+                        Family::TimeToExpiry,
+                        &l,
+                        Value::Millis(e.saturating_sub(polled_at)),
+                    );
+                }
+            }
+            if let Some(v) = o.last_upload {
+                f.sample(Family::LastUpload, &l, Value::Millis(v));
+            }
+            if let Some(v) = o.oldest_created {
+                f.sample(Family::OldestCreated, &l, Value::Millis(v));
+            }
+            f.sample(Family::Stalled, &l, Value::U(o.stalled));
+            f.sample(Family::AwaitingCommit, &l, Value::U(o.awaiting_commit));
+        }
+        for ((owner, outcome), n) in &self.ended {
+            f.sample(
+                Family::Ended,
+                &[
+                    ("target", t),
+                    ("owner_id", owner),
+                    ("outcome", outcome.as_str()),
+                ],
+                Value::U(*n),
+            );
+        }
+        f.sample(
+            Family::TargetUp,
+            &[("target", t), ("kind", self.kind)],
+            Value::U(u64::from(self.up)),
+        );
+        f.sample(
+            Family::LastSuccess,
+            &[("target", t)],
+            Value::Millis(self.last_success.unwrap_or(0)),
+        );
+        if self.polled {
+            f.sample(
+                Family::PollDuration,
+                &[("target", t)],
+                Value::F(self.poll_seconds),
+            );
+        }
+        for reason in ErrorReason::ALL {
+            f.sample(
+                Family::PollErrors,
+                &[("target", t), ("reason", reason.as_str())],
+                Value::U(self.errors[reason as usize]),
+            );
+        }
+        for (endpoint, n) in &self.api_requests {
+            f.sample(
+                Family::ApiRequests,
+                &[("target", t), ("endpoint", endpoint)],
+                Value::U(*n),
+            );
+        }
+        if let Some(b) = self.burst {
+            if let Some(r) = b.remaining {
+                f.sample(Family::BurstRemaining, &[("target", t)], Value::U(r));
+            }
+            if let Some(l) = b.limit {
+                f.sample(Family::BurstLimit, &[("target", t)], Value::U(l));
+            }
+        }
+        f
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
