@@ -1,1 +1,221 @@
-fn main() {}
+//! The `upload_session_exporter` command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use upload_session_exporter::app::{self, Exporter, ServeOptions};
+use upload_session_exporter::config::{self, Config};
+use upload_session_exporter::logging::{self, LogFormat, LogLevel};
+use upload_session_exporter::metrics::exposition::{REVISION, VERSION};
+use upload_session_exporter::{demo, server};
+
+/// Used when `--config.file` is not given and this file exists.
+const DEFAULT_CONFIG: &str = "config/upload_session_exporter.toml";
+
+fn long_version() -> &'static str {
+    Box::leak(format!("{VERSION} (revision {REVISION})").into_boxed_str())
+}
+
+/// Prometheus exporter for resumable upload sessions (Veeva Vault / SiteVault
+/// File Staging, deepset Cloud).
+#[derive(Debug, Parser)]
+#[command(name = "upload_session_exporter", version = long_version(), about)]
+struct Cli {
+    /// Configuration file (TOML). Default: config/upload_session_exporter.toml if present.
+    #[arg(long = "config.file", value_name = "PATH")]
+    config_file: Option<PathBuf>,
+    /// Address to serve /metrics on.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":10157"
+    )]
+    listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    telemetry_path: String,
+    /// TLS and basic-auth configuration (exporter-toolkit YAML format).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
+    /// Only log messages with this level or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    log_level: LogLevel,
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    log_format: LogFormat,
+    /// Run against the built-in simulator (Vault and SiteVault); no credentials needed.
+    #[arg(long)]
+    demo: bool,
+    /// Validate the configuration (and the secrets it points to), then exit 0 or 1.
+    #[arg(long = "check-config")]
+    check_config: bool,
+    /// Poll every target once, print the exposition to stdout and exit (1 if a target failed).
+    #[arg(long)]
+    once: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("upload_session_exporter: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    if let Some(path) = &cli.web_config_file {
+        eprintln!(
+            "upload_session_exporter: --web.config.file {}: TLS and basic auth are not supported by \
+             this version yet; serve /metrics on a private address or behind a TLS proxy for now",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if !cli.telemetry_path.starts_with('/')
+        || matches!(cli.telemetry_path.as_str(), "/" | "/-/healthy" | "/-/ready")
+    {
+        eprintln!(
+            "upload_session_exporter: --web.telemetry-path {:?} must start with '/' and differ from /, /-/healthy and /-/ready",
+            cli.telemetry_path
+        );
+        return ExitCode::FAILURE;
+    }
+    let listen = match server::parse_listen_address(&cli.listen_address) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("upload_session_exporter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // The demo simulator lives as long as this function.
+    let mut _simulator = None;
+    let config = if cli.demo {
+        match demo::start().await {
+            Ok((sim, config)) => {
+                _simulator = Some(sim);
+                config
+            }
+            Err(e) => {
+                eprintln!("upload_session_exporter: cannot start the demo simulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        match load_config(cli.config_file.as_deref()) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("{msg}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+
+    if cli.check_config {
+        let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        let source = config.source.as_ref().map_or_else(
+            || "demo configuration".to_string(),
+            |p| p.display().to_string(),
+        );
+        println!(
+            "{source}: OK: {} target(s): {}",
+            names.len(),
+            names.join(", ")
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    if cli.once {
+        let (text, failed) = app::poll_all_once(&config).await;
+        print!("{text}");
+        for (target, err) in &failed {
+            eprintln!("upload_session_exporter: target {target}: {err}");
+        }
+        return if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+
+    let shutdown = CancellationToken::new();
+    let exporter = match Exporter::start(
+        config,
+        ServeOptions {
+            listen,
+            telemetry_path: cli.telemetry_path.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("upload_session_exporter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.demo {
+        eprintln!(
+            "upload_session_exporter: demo running; try: curl http://127.0.0.1:{}{}",
+            exporter.addr().port(),
+            cli.telemetry_path
+        );
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    exporter.stop().await;
+    ExitCode::SUCCESS
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG).is_file() => PathBuf::from(DEFAULT_CONFIG),
+        None => {
+            return Err(format!(
+                "upload_session_exporter: no configuration: pass --config.file PATH (see \
+                 config/example.toml), create {DEFAULT_CONFIG}, or try --demo"
+            ))
+        }
+    };
+    config::load(&path).map_err(|e| format!("upload_session_exporter: invalid configuration:\n{e}"))
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

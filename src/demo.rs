@@ -1,0 +1,40 @@
+//! `--demo`: the simulator in-process on a loopback port, and
+//! `config/demo.toml` pointed at it.
+
+use crate::config::{self, Config, Environment};
+use crate::sim::{SimConfig, SimError, Simulator};
+
+/// The demo configuration, as shipped in `config/demo.toml`.
+pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+/// Where `config/demo.toml` expects a separately started simulator.
+pub const DEMO_SIM_URL: &str = "http://127.0.0.1:10158";
+/// The simulator's demo password (documented in the README; not a secret).
+pub const DEMO_PASSWORD: &str = "demo";
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The simulator did not start.
+    #[error("{0}")]
+    Sim(#[from] SimError),
+    /// The bundled demo configuration is invalid (a bug).
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+}
+
+struct DemoEnv;
+
+impl Environment for DemoEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "DEMO_VAULT_PASSWORD").then(|| DEMO_PASSWORD.to_string())
+    }
+}
+
+/// Starts the demo simulator on a free loopback port and returns it with a
+/// configuration that points at it.
+pub async fn start() -> Result<(Simulator, Config), DemoError> {
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimConfig::demo()).await?;
+    let toml = DEMO_TOML.replace(DEMO_SIM_URL, &sim.base_url());
+    let config = config::parse_str(&toml, "config/demo.toml (built in)", &DemoEnv)?;
+    Ok((sim, config))
+}

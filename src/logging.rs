@@ -1,0 +1,166 @@
+//! Log output: logfmt (the default of the Prometheus ecosystem) or JSON.
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+/// `--log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `ts=... level=info msg="..." key=value`.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including each upstream call.
+    Debug,
+    /// Start, stop, failures and recoveries.
+    Info,
+    /// Failures only.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// The filter for a level. The HTTP libraries stay at info at most: their
+/// debug output is noise for an operator and could include request details.
+pub fn filter(level: LogLevel) -> EnvFilter {
+    let deps = match level {
+        LogLevel::Debug | LogLevel::Info => "info",
+        other => other.as_str(),
+    };
+    EnvFilter::new(format!(
+        "{},hyper={deps},hyper_util={deps},reqwest={deps},rustls={deps},h2={deps}",
+        level.as_str()
+    ))
+}
+
+/// Installs the global subscriber (stderr). Call once, from `main`.
+pub fn init(level: LogLevel, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+    };
+}
+
+/// A logfmt event formatter.
+pub struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ts = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let meta = event.metadata();
+        write!(
+            w,
+            "ts={ts} level={}",
+            meta.level().as_str().to_ascii_lowercase()
+        )?;
+        let mut v = Fields::default();
+        event.record(&mut v);
+        if let Some(msg) = v.message {
+            write!(w, " msg={}", quote(&msg))?;
+        }
+        for (k, val) in v.fields {
+            write!(w, " {k}={}", quote(&val))?;
+        }
+        writeln!(w)
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: String) {
+        if field.name() == "message" {
+            self.message = Some(value);
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
+}
+
+/// Quotes a logfmt value when it needs it.
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '=' || c.is_control())
+    {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_quoting() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("a=b"), "\"a=b\"");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+    }
+}

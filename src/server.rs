@@ -1,0 +1,300 @@
+//! The HTTP server: `/metrics` from prepared bytes, a landing page, health
+//! and readiness, 404 elsewhere. Serving does no work beyond picking the
+//! encoding: everything was rendered by the poll.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::exposition::{Exposition, VERSION};
+use crate::poller::Readiness;
+
+/// The content type Prometheus expects for the text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Slow clients get this long to send their request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers read.
+pub struct ServerState {
+    /// The latest exposition.
+    pub exposition: watch::Receiver<Arc<Exposition>>,
+    /// First-poll status.
+    pub readiness: Arc<Readiness>,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+}
+
+/// Parses a listen address; `:10157` means every interface, as in the Go
+/// exporters.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let candidate = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    candidate.parse().map_err(|_| {
+        format!("--web.listen-address {s:?} is not an address; write it like \":10157\" or \"127.0.0.1:10157\"")
+    })
+}
+
+/// Serves until `shutdown`, then lets open requests finish (up to 5 s).
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait and go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(route(&req, &state)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("some connections were still open at shutdown");
+    }
+}
+
+/// Answers one request.
+pub fn route<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only GET and HEAD are allowed.\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    if path == state.telemetry_path {
+        return metrics(req, state);
+    }
+    match path {
+        "/-/healthy" => text(StatusCode::OK, "Healthy.\n"),
+        "/-/ready" => {
+            let waiting = state.readiness.waiting();
+            if waiting.is_empty() {
+                text(StatusCode::OK, "Ready.\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "Not ready: waiting for the first poll of {}.\n",
+                        waiting.join(", ")
+                    ),
+                )
+            }
+        }
+        _ => landing(&state.telemetry_path),
+    }
+}
+
+fn metrics<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
+    let exposition = state.exposition.borrow().clone();
+    let gzip = accepts_gzip(req) && !exposition.gzip.is_empty();
+    let body = if gzip {
+        exposition.gzip.clone()
+    } else {
+        exposition.plain.clone()
+    };
+    let mut r = Response::new(Full::new(body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}
+
+/// True if `Accept-Encoding` lists gzip with a non-zero quality.
+fn accepts_gzip<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
+    let path = html_escape(telemetry_path);
+    let body = format!(
+        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>Upload Session Exporter</title></head>\n\
+         <body>\n<h1>Upload Session Exporter</h1>\n\
+         <p>Prometheus exporter for resumable upload sessions (Veeva Vault File Staging, deepset Cloud). Version {VERSION}.</p>\n\
+         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n\
+         </body>\n</html>\n"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Handy for tests: the body of a routed response.
+pub async fn body_bytes(r: Response<Full<Bytes>>) -> Bytes {
+    use http_body_util::BodyExt;
+    match r.into_body().collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    }
+}
+
+/// The type of requests the server receives (re-exported for tests).
+pub type IncomingRequest = Request<Incoming>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(ready: &[&str]) -> ServerState {
+        let (tx, rx) = watch::channel(Arc::new(Exposition {
+            plain: Bytes::from_static(b"plain"),
+            gzip: Bytes::from_static(b"gz"),
+        }));
+        std::mem::forget(tx);
+        ServerState {
+            exposition: rx,
+            readiness: Readiness::new(ready.iter().copied()),
+            telemetry_path: "/metrics".into(),
+        }
+    }
+
+    fn get(path: &str, enc: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().uri(path);
+        if let Some(e) = enc {
+            b = b.header("Accept-Encoding", e);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn metrics_negotiates_gzip() {
+        let s = state(&[]);
+        let r = route(&get("/metrics", None), &s);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], METRICS_CONTENT_TYPE);
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(body_bytes(r).await, "plain");
+        let r = route(&get("/metrics", Some("deflate, gzip;q=0.8")), &s);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(body_bytes(r).await, "gz");
+        let r = route(&get("/metrics", Some("gzip;q=0")), &s);
+        assert_eq!(body_bytes(r).await, "plain");
+    }
+
+    #[tokio::test]
+    async fn other_routes() {
+        let s = state(&["vault-b", "vault-a"]);
+        assert_eq!(
+            route(&get("/nope", None), &s).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(route(&get("/-/healthy", None), &s).status(), StatusCode::OK);
+        let r = route(&get("/-/ready", None), &s);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body_bytes(r).await,
+            "Not ready: waiting for the first poll of vault-a, vault-b.\n"
+        );
+        s.readiness.done("vault-a");
+        s.readiness.done("vault-b");
+        assert_eq!(route(&get("/-/ready", None), &s).status(), StatusCode::OK);
+        let r = route(&get("/", None), &s);
+        assert!(String::from_utf8(body_bytes(r).await.to_vec())
+            .unwrap()
+            .contains("href=\"/metrics\""));
+        let post = Request::builder()
+            .method("POST")
+            .uri("/metrics")
+            .body(())
+            .unwrap();
+        assert_eq!(route(&post, &s).status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":10157").unwrap().to_string(),
+            "0.0.0.0:10157"
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:1").unwrap().to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:80").unwrap().to_string(),
+            "[::1]:80"
+        );
+        assert!(parse_listen_address("localhost").is_err());
+    }
+}
