@@ -1,0 +1,205 @@
+//! The `upload_session_exporter` binary as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use upload_session_exporter::config::{self, ConfigError, Environment};
+use upload_session_exporter::sim::SessionSeed;
+
+const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("VAULT_PW");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &tempfile::TempDir, body: &str) -> String {
+    let p = dir.path().join("exporter.toml");
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+fn vault_toml(url: &str) -> String {
+    format!(
+        "[defaults]\ntimeout = \"2s\"\n\n[[targets]]\nname = \"t1\"\nkind = \"vault\"\nurl = \"{url}\"\n\
+         username = \"demo@example.com\"\npassword_env = \"VAULT_PW\"\n"
+    )
+}
+
+#[test]
+fn version_names_the_revision() {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!(
+            "upload_session_exporter {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    assert!(out.contains("revision"), "{out}");
+}
+
+#[test]
+fn check_config_accepts_and_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &vault_toml("https://myvault.veevavault.com"));
+    let (code, out, err) = run(
+        &["--config.file", &path, "--check-config"],
+        &[("VAULT_PW", "x")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("{path}: OK: 1 target(s): t1"));
+
+    // Secret missing from the environment, bad duration, unknown key.
+    let bad = vault_toml("https://myvault.veevavault.com")
+        .replace("timeout = \"2s\"", "timeout = \"2 parsecs\"");
+    let path = write_config(&dir, &bad);
+    let (code, _, err) = run(&["--config.file", &path, "--check-config"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{path}: targets[0].timeout: \"2 parsecs\" is not a duration"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{path}: targets[0].password_env: environment variable VAULT_PW is not set"
+        )),
+        "{err}"
+    );
+
+    let path = write_config(
+        &dir,
+        &format!("{}colour = \"blue\"\n", vault_toml("https://x.example")),
+    );
+    let (code, _, err) = run(
+        &["--config.file", &path, "--check-config"],
+        &[("VAULT_PW", "x")],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains(&path) && err.contains("colour"), "{err}");
+
+    let (code, _, err) = run(
+        &["--config.file", "/does/not/exist.toml", "--check-config"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("/does/not/exist.toml: cannot read"), "{err}");
+}
+
+#[tokio::test]
+async fn once_prints_the_exposition_and_fails_with_a_target() {
+    let sim = sim(vec![vault_spec("main", 1000)]).await;
+    let vault = sim.vault("main").unwrap();
+    let mut s = SessionSeed::new("/u3/a.bin", 3, 7_000_000_000, sim.now());
+    s.uploaded = 5_000_000_000;
+    s.uploaded_parts = 100;
+    vault.insert_session(s);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &vault_toml(&sim.vault_url("main").unwrap()));
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || run(&["--config.file", &path, "--once"], &[("VAULT_PW", "demo")])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        value(
+            &out,
+            "upload_session_uploaded_bytes{target=\"t1\",owner_id=\"3\"}"
+        ),
+        "5000000000"
+    );
+    assert_eq!(
+        value(
+            &out,
+            "upload_session_target_up{target=\"t1\",kind=\"vault\"}"
+        ),
+        "1"
+    );
+    // --once logs out again.
+    assert_eq!(vault.request_count(upload_session_sim_endpoint::LOGOUT), 1);
+
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(
+            &["--config.file", &path, "--once"],
+            &[("VAULT_PW", "wrong-password-xyz")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(
+        value(
+            &out,
+            "upload_session_target_up{target=\"t1\",kind=\"vault\"}"
+        ),
+        "0"
+    );
+    assert!(
+        err.contains("target t1: auth: login as demo@example.com refused"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-password-xyz") && !out.contains("wrong-password-xyz"));
+    sim.shutdown().await;
+}
+
+mod upload_session_sim_endpoint {
+    pub use upload_session_exporter::sim::Endpoint::Logout as LOGOUT;
+}
+
+struct Env(&'static [(&'static str, &'static str)]);
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let demo = config::load_with_env(
+        std::path::Path::new(&format!("{root}/config/demo.toml")),
+        &Env(&[("DEMO_VAULT_PASSWORD", "demo")]),
+    )
+    .unwrap();
+    assert_eq!(demo.targets.len(), 2);
+
+    // The example refers to a secret file that exists only on a real host:
+    // that must be its only problem.
+    let example = config::load_with_env(
+        std::path::Path::new(&format!("{root}/config/example.toml")),
+        &Env(&[("VAULT_PROD_PASSWORD", "x")]),
+    );
+    match example {
+        Err(ConfigError::Invalid { problems, .. }) => {
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].key, "targets[1].password_file");
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
+}
+
+#[test]
+fn web_config_is_refused_clearly_until_supported() {
+    let (code, _, err) = run(&["--web.config.file", "/etc/web.yml", "--demo"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--web.config.file"), "{err}");
+}

@@ -1,0 +1,137 @@
+//! Helpers shared by the integration tests: a simulator on a loopback port,
+//! target configurations pointing at it, and a small exposition reader.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use upload_session_exporter::config::{KindConfig, TargetConfig, VaultConfig};
+use upload_session_exporter::secret::Secret;
+use upload_session_exporter::sim::{SimConfig, Simulator, VaultSpec};
+
+/// Starts an idle simulator with the given vaults (the first also at `/`).
+pub async fn sim(vaults: Vec<VaultSpec>) -> Simulator {
+    let mut cfg = SimConfig::idle();
+    cfg.vaults = vaults;
+    Simulator::start(([127, 0, 0, 1], 0).into(), cfg)
+        .await
+        .expect("simulator starts")
+}
+
+/// A vault spec whose expired sessions are never purged (so fixed seed
+/// dates stay listed).
+pub fn vault_spec(name: &str, id: u64) -> VaultSpec {
+    let mut v = VaultSpec::new(name, id);
+    v.purge_after_expiry = None;
+    v
+}
+
+/// A target for vault `vault` of `sim`, logging in as the demo user.
+pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
+    let url = sim.vault_url(vault).expect("vault exists");
+    TargetConfig {
+        name: name.to_string(),
+        url: url.parse().expect("sim url"),
+        poll_interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(2),
+        stall_after: Duration::from_secs(30 * 60),
+        stale_after: Duration::from_secs(300),
+        max_response_bytes: 1024 * 1024,
+        kind: KindConfig::Vault(VaultConfig {
+            api_version: "v25.2".into(),
+            username: "demo@example.com".into(),
+            password: Secret::new("demo"),
+            client_id: "test-upload-session-exporter".into(),
+            vault_id: None,
+        }),
+    }
+}
+
+/// Mutable access to a target's Vault settings.
+pub fn vault_cfg(t: &mut TargetConfig) -> &mut VaultConfig {
+    match &mut t.kind {
+        KindConfig::Vault(v) => v,
+        _ => panic!("not a vault target"),
+    }
+}
+
+/// Samples of an exposition: `name{labels}` (labels as written) → value.
+pub fn samples(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The value of one sample, or a panic that shows the exposition.
+pub fn value(text: &str, key: &str) -> String {
+    samples(text)
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no sample {key} in:\n{text}"))
+}
+
+/// GET over real HTTP.
+pub async fn get(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Polls `f` every 50 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `promtool check metrics` on `text`. Returns `None` (and says why)
+/// when promtool is missing outside CI; panics when it is missing in CI.
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("promtool is required in CI (.ci/run installs Debian's prometheus package): {e}");
+            }
+            eprintln!("SKIPPED: promtool not found ({e}); install Debian's `prometheus` package to run this check");
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), msg))
+}
