@@ -203,3 +203,74 @@ fn web_config_is_refused_clearly_until_supported() {
     assert_eq!(code, 1);
     assert!(err.contains("--web.config.file"), "{err}");
 }
+
+#[test]
+fn demo_serves_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(BIN)
+        .args(["--demo", "--web.listen-address", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut url = None;
+    let mut log = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        log.push(line.clone());
+        if let Some(u) = line.split("try: curl ").nth(1) {
+            url = Some(u.trim().to_string());
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no address announced: {log:?}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let text = rt.block_on(async {
+        for _ in 0..200 {
+            let t = get(&url).await.text().await.unwrap();
+            if t.contains("upload_session_target_up{target=\"demo-vault\",kind=\"vault\"} 1")
+                && t.contains(
+                    "upload_session_target_up{target=\"demo-sitevault\",kind=\"vault\"} 1",
+                )
+            {
+                return t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("demo targets never came up");
+    });
+    assert!(
+        text.contains("upload_session_uploaded_bytes{target=\"demo-vault\",owner_id="),
+        "{text}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        log.push(line);
+    }
+    assert!(
+        log.iter().any(|l| l.contains("msg=\"shutting down\"")),
+        "{log:?}"
+    );
+}

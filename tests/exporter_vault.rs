@@ -712,3 +712,53 @@ async fn exporter_serves_over_http_and_a_broken_target_disturbs_nothing() {
     assert_eq!(good.request_count(Endpoint::Logout), 1);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_polls_are_bounded() {
+    // Three targets whose list call takes 400 ms. With one poll at a time the
+    // first round needs at least 1.2 s; unbounded it would take ~0.4 s.
+    let sim = sim(vec![
+        vault_spec("a", 1),
+        vault_spec("b", 2),
+        vault_spec("c", 3),
+    ])
+    .await;
+    let mut targets = Vec::new();
+    for v in ["a", "b", "c"] {
+        sim.vault(v).unwrap().inject(FaultRule {
+            endpoint: Some(Endpoint::ListSessions),
+            kind: FaultKind::Delay(Duration::from_millis(400)),
+            times: None,
+        });
+        let mut t = vault_target(&sim, v, v);
+        t.poll_interval = Duration::from_secs(1);
+        targets.push(t);
+    }
+    let mut cfg = config(targets);
+    cfg.exporter.max_concurrent_polls = 1;
+    let started = std::time::Instant::now();
+    let exporter = Exporter::start(
+        cfg,
+        ServeOptions {
+            listen: ([127, 0, 0, 1], 0).into(),
+            telemetry_path: "/metrics".into(),
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let ready = format!("http://{}/-/ready", exporter.addr());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&ready).await.status() == 200
+        })
+        .await
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1200),
+        "polls overlapped: ready after {took:?}"
+    );
+    exporter.stop().await;
+    sim.shutdown().await;
+}

@@ -182,12 +182,10 @@ pub async fn run_target(target: TargetConfig, shared: Shared, shutdown: Cancella
         shutdown.cancelled().await;
         return;
     };
-    // Spread the first polls of many targets a little.
-    let mut next = Instant::now()
-        + jitter(
-            Duration::ZERO,
-            target.poll_interval.min(Duration::from_secs(2)),
-        );
+    // Spread the first polls of many targets a little (0 to a tenth of the
+    // interval, at most 2 s).
+    let spread = (target.poll_interval / 10).min(Duration::from_secs(2));
+    let mut next = Instant::now() + jitter(spread, spread);
     let mut failures: u32 = 0;
     loop {
         tokio::select! {

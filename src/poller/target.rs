@@ -257,3 +257,90 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
         (x, y) => x.or(y),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::FetchError;
+
+    fn session(owner: &str, uploaded: u64) -> Session {
+        Session {
+            id: format!("{owner}-{uploaded}"),
+            owner_id: owner.into(),
+            owner_name: None,
+            path: None,
+            state: SessionState::Active,
+            size: Some(1000),
+            uploaded,
+            parts: 1,
+            created: Some(0),
+            expires: Some(10_000_000),
+            last_upload: Some(0),
+        }
+    }
+
+    fn render(t: &TargetState) -> String {
+        let f = t.render();
+        Family::ALL
+            .iter()
+            .map(|&fam| f.family(fam).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn failed_target_keeps_series_until_stale() {
+        let mut t = TargetState::new("t", "vault", 60_000, 300_000);
+        t.record_success(
+            &[session("1", 10), session("1", 20), session("2", 5)],
+            1_000,
+            0.1,
+        );
+        assert_eq!(t.owners()["1"].uploaded, 30);
+        let err = FetchError::Timeout {
+            endpoint: "x",
+            timeout: std::time::Duration::from_secs(1),
+        };
+        // Within stale_after: series kept, marked down.
+        t.record_failure(&err, 1_000 + 299_999, 0.2);
+        let text = render(&t);
+        assert!(
+            text.contains("upload_session_uploaded_bytes{target=\"t\",owner_id=\"1\"} 30\n"),
+            "{text}"
+        );
+        assert!(text.contains("upload_session_target_up{target=\"t\",kind=\"vault\"} 0\n"));
+        assert!(text.contains("upload_session_last_success_timestamp_seconds{target=\"t\"} 1\n"));
+        assert!(
+            text.contains("upload_session_poll_errors_total{target=\"t\",reason=\"timeout\"} 1\n")
+        );
+        // At stale_after: per-owner series go, health and counters stay.
+        t.record_failure(&err, 1_000 + 300_000, 0.2);
+        let text = render(&t);
+        assert!(!text.contains("owner_id="), "{text}");
+        assert!(
+            text.contains("upload_session_poll_errors_total{target=\"t\",reason=\"timeout\"} 2\n")
+        );
+    }
+
+    #[test]
+    fn owners_without_sessions_disappear() {
+        let mut t = TargetState::new("t", "vault", 60_000, 300_000);
+        let mut grown = session("2", 5);
+        t.record_success(&[session("1", 10), grown.clone()], 1_000, 0.1);
+        grown.uploaded = 6;
+        t.record_success(&[grown], 2_000, 0.1);
+        let text = render(&t);
+        let gauges: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("upload_session_ended_total"))
+            .collect();
+        assert!(
+            !gauges.iter().any(|l| l.contains("owner_id=\"1\"")),
+            "{text}"
+        );
+        assert!(text.contains(
+            "upload_session_ended_total{target=\"t\",owner_id=\"1\",outcome=\"completed\"} 1\n"
+        ));
+        assert!(text
+            .contains("upload_session_sessions{target=\"t\",owner_id=\"2\",state=\"active\"} 1\n"));
+    }
+}
