@@ -272,3 +272,67 @@ fn jitter(base: Duration, spread: Duration) -> Duration {
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{VaultConfig, DEFAULT_CLIENT_ID};
+    use crate::secret::Secret;
+
+    fn target(interval: u64) -> TargetConfig {
+        TargetConfig {
+            name: "t".into(),
+            url: "https://v.example.com".parse().unwrap(),
+            poll_interval: Duration::from_secs(interval),
+            timeout: Duration::from_secs(5),
+            stall_after: Duration::from_secs(1800),
+            stale_after: Duration::from_secs(300),
+            max_response_bytes: 1 << 20,
+            kind: KindConfig::Vault(VaultConfig {
+                api_version: "v25.2".into(),
+                username: "u".into(),
+                password: Secret::new("p"),
+                client_id: DEFAULT_CLIENT_ID.into(),
+                vault_id: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let t = target(60);
+        let e = FetchError::HttpStatus {
+            endpoint: "x",
+            status: 502,
+            snippet: String::new(),
+        };
+        let waits: Vec<u64> = (1..=6).map(|n| backoff(&t, &e, n).as_secs()).collect();
+        assert_eq!(waits, vec![60, 120, 240, 480, 600, 600]);
+        // A long interval is never shortened by the cap.
+        assert_eq!(backoff(&target(3600), &e, 3).as_secs(), 3600);
+    }
+
+    #[test]
+    fn refused_logins_wait_minutes_and_retry_after_is_honoured() {
+        let t = target(5);
+        let refused = FetchError::Auth {
+            endpoint: vault::endpoint::AUTH,
+            detail: "x".into(),
+        };
+        let waits: Vec<u64> = (1..=6)
+            .map(|n| backoff(&t, &refused, n).as_secs())
+            .collect();
+        assert_eq!(waits, vec![300, 600, 1200, 2400, 3600, 3600]);
+        let limited = FetchError::RateLimited {
+            endpoint: "x",
+            retry_after: Some(Duration::from_secs(90)),
+        };
+        assert_eq!(backoff(&t, &limited, 1).as_secs(), 90);
+        // Forbidden on a data call is not a refused login: ordinary backoff.
+        let forbidden = FetchError::Auth {
+            endpoint: vault::endpoint::LIST_SESSIONS,
+            detail: "x".into(),
+        };
+        assert_eq!(backoff(&t, &forbidden, 1).as_secs(), 5);
+    }
+}
