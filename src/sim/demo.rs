@@ -383,8 +383,35 @@ impl DemoVault {
         self.until_spawn = self.until_spawn.saturating_sub(dt);
         if self.until_spawn.is_zero() {
             self.until_spawn = Duration::from_secs(rng.random_range(10..30));
+            if views.len() >= self.cap {
+                self.abort_oldest_idle(&views, now);
+            }
             let s = self.random_start(rng);
             self.start(rng, s);
+        }
+    }
+
+    /// Aborts the upload idle the longest, as a user
+    /// cleaning up would; without this, stalled and never-committed
+    /// uploads would fill the cap for days and new activity would stop.
+    /// Sessions about to expire are left alone: they go by themselves, and
+    /// they are part of the picture.
+    fn abort_oldest_idle(&mut self, views: &HashMap<String, SessionView>, now: OffsetDateTime) {
+        let soon = super::clock::add(now, mins(30));
+        let oldest = self
+            .transfers
+            .iter()
+            .filter(|t| {
+                let done = views.get(&t.id).is_some_and(|v| v.uploaded >= v.size);
+                t.plan == Plan::Stalled || (t.plan == Plan::NeverCommit && done)
+            })
+            .filter_map(|t| views.get(&t.id))
+            .filter(|v| v.expiration > soon)
+            .min_by_key(|v| v.last_uploaded)
+            .map(|v| v.id.clone());
+        if let Some(id) = oldest {
+            self.ctl.remove_session(&id);
+            self.transfers.retain(|t| t.id != id);
         }
     }
 
@@ -534,5 +561,36 @@ mod tests {
             }
         }
         assert!(main.serial > 12, "new uploads were started");
+    }
+
+    #[test]
+    fn a_full_vault_makes_room_for_new_uploads() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut d = demo_vaults().remove(0);
+        d.cap = 12;
+        d.populate(&mut rng, true);
+        assert_eq!(d.ctl.sessions().len(), 12);
+        let before = d.ctl.sessions();
+        d.until_spawn = Duration::ZERO;
+        d.step(Duration::from_millis(1), &mut rng);
+        let after = d.ctl.sessions();
+        assert_eq!(after.len(), 12);
+        let gone: Vec<&SessionView> = before
+            .iter()
+            .filter(|b| !after.iter().any(|a| a.id == b.id))
+            .collect();
+        let new = after
+            .iter()
+            .filter(|a| !before.iter().any(|b| b.id == a.id))
+            .count();
+        assert_eq!((gone.len(), new), (1, 1));
+        // The one idle longest: finished 5 h ago and never committed.
+        assert_eq!(gone[0].uploaded, gone[0].size);
+        let idle = d.ctl.now() - gone[0].last_uploaded;
+        assert!(idle >= time::Duration::hours(5), "{idle}");
+        assert!(
+            idle < time::Duration::hours(5) + time::Duration::seconds(5),
+            "{idle}"
+        );
     }
 }

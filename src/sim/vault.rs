@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use md5::{Digest, Md5};
 use rand::Rng;
@@ -1577,13 +1579,20 @@ fn plan_part(u: &Upload, headers: &HeaderMap) -> Result<PartPlan, VaultError> {
             existing + 1
         )));
     }
-    let raw_len = headers
-        .get(CONTENT_LENGTH)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
-        .ok_or_else(|| VaultError::required("Content-Length"))?;
-    let length: u64 = raw_len
-        .parse()
-        .map_err(|_| VaultError::invalid_data(format!("Invalid Content-Length [{raw_len}]")))?;
+    let length: u64 = match headers.get(CONTENT_LENGTH) {
+        Some(v) => {
+            let raw = v.to_str().unwrap_or("\u{fffd}").trim();
+            raw.parse()
+                .map_err(|_| VaultError::invalid_data(format!("Invalid Content-Length [{raw}]")))?
+        }
+        // Vault requires the length up front; a streamed (chunked) part
+        // has none.
+        None if headers.contains_key(TRANSFER_ENCODING) => {
+            return Err(VaultError::required("Content-Length"))
+        }
+        // Neither header: by HTTP/1.1 the body is empty.
+        None => 0,
+    };
     if length == 0 {
         return Err(VaultError::invalid_data("File part is empty"));
     }
