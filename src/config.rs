@@ -118,7 +118,23 @@ pub struct DeepsetConfig {
     pub workspace: String,
     /// API key sent as a bearer token.
     pub api_key: Secret,
+    /// How to page through the session list.
+    pub pagination: Pagination,
+    /// Sessions that expired this recently are still listed (state `expired`).
+    pub expired_window: Duration,
 }
+
+/// How the deepset session list is paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pagination {
+    /// `after` = the last session id seen (robust to changes between pages).
+    Cursor,
+    /// `page_number` = 1, 2, ...
+    Page,
+}
+
+/// Default of `expired_window`.
+pub const DEFAULT_EXPIRED_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +248,8 @@ struct RawTarget {
     workspace: Option<String>,
     api_key_env: Option<String>,
     api_key_file: Option<String>,
+    pagination: Option<String>,
+    expired_window: Option<String>,
     // Accepted only to reject them with a precise message.
     password: Option<IgnoredAny>,
     api_key: Option<IgnoredAny>,
@@ -500,6 +518,8 @@ fn validate_target(
                 (t.api_key_env.is_some(), "api_key_env"),
                 (t.api_key_file.is_some(), "api_key_file"),
                 (t.api_key.is_some(), "api_key"),
+                (t.pagination.is_some(), "pagination"),
+                (t.expired_window.is_some(), "expired_window"),
             ] {
                 if present {
                     problem(
@@ -624,7 +644,32 @@ fn validate_target(
                 env,
                 &mut problem,
             );
-            api_key.map(|api_key| KindConfig::Deepset(DeepsetConfig { workspace, api_key }))
+            let pagination = match t.pagination.as_deref() {
+                None | Some("cursor") => Pagination::Cursor,
+                Some("page") => Pagination::Page,
+                Some(other) => {
+                    problem(
+                        "pagination",
+                        format!("{other:?} is not a pagination style; use \"cursor\" (default) or \"page\""),
+                    );
+                    Pagination::Cursor
+                }
+            };
+            let expired_window = duration_setting(
+                &t.expired_window,
+                DEFAULT_EXPIRED_WINDOW,
+                Duration::ZERO,
+                "expired_window",
+                &mut problem,
+            );
+            api_key.map(|api_key| {
+                KindConfig::Deepset(DeepsetConfig {
+                    workspace,
+                    api_key,
+                    pagination,
+                    expired_window,
+                })
+            })
         }
         Some(other) => {
             problem(
@@ -1025,8 +1070,34 @@ api_key_env = "DS_KEY"
         };
         assert_eq!(d.workspace, "default");
         assert_eq!(d.api_key.expose(), "key");
+        assert_eq!(d.pagination, Pagination::Cursor);
+        assert_eq!(d.expired_window, DEFAULT_EXPIRED_WINDOW);
         let p = problems(&toml.replace("workspace = \"default\"", "username = \"x\""));
         assert_eq!(p.len(), 2, "{p:?}");
+        let c = parse_str(
+            &format!("{toml}pagination = \"page\"\nexpired_window = \"2h\"\n"),
+            "t",
+            &env(),
+        )
+        .unwrap();
+        let KindConfig::Deepset(d) = &c.targets[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (d.pagination, d.expired_window),
+            (Pagination::Page, Duration::from_secs(7200))
+        );
+        let p = problems(&format!("{toml}pagination = \"offset\"\n"));
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].contains("targets[0].pagination: \"offset\" is not a pagination style"),
+            "{p:?}"
+        );
+        let p = problems(&format!("{VAULT}pagination = \"page\"\n"));
+        assert!(
+            p[0].contains("targets[0].pagination: is a deepset key"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub enum SessionState {
 }
 
 impl SessionState {
+    /// Active (Vault) or open (deepset): the session can still receive data.
+    pub fn is_live(self) -> bool {
+        matches!(self, SessionState::Active | SessionState::Open)
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +64,45 @@ pub struct Session {
     pub expires: Option<UnixMillis>,
     /// Time of the last uploaded part (Vault).
     pub last_upload: Option<UnixMillis>,
+    /// Files and their ingestion (deepset), where known.
+    pub files: Option<FileCounts>,
+}
+
+impl Session {
+    /// True while the session can still receive data.
+    pub fn is_live(&self) -> bool {
+        self.state.is_live()
+    }
+
+    /// The figure whose growth means "progress": bytes for Vault, files
+    /// for an open deepset session, ingested files for a closed one.
+    pub fn progress(&self) -> u64 {
+        match (self.state, self.files) {
+            (SessionState::Closed, Some(f)) => f.finished.saturating_add(f.failed),
+            (_, Some(f)) => f.total,
+            (_, None) => self.uploaded,
+        }
+    }
+}
+
+/// The files of a deepset session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Files uploaded to the session.
+    pub total: u64,
+    /// Files ingested.
+    pub finished: u64,
+    /// Files whose ingestion failed.
+    pub failed: u64,
+}
+
+impl FileCounts {
+    /// Files not ingested yet.
+    pub fn pending(&self) -> u64 {
+        self.total
+            .saturating_sub(self.finished)
+            .saturating_sub(self.failed)
+    }
 }
 
 /// Parses an RFC 3339 timestamp (`...Z` or `...+00:00`, any fraction) into

@@ -81,6 +81,7 @@ async fn seed_sessions_give_exact_owner_figures() {
     let mut other = SessionSeed::new("/u42/big.zip", 42, 40_000_000_000, now);
     other.uploaded = 12_884_901_888;
     other.uploaded_parts = 1229;
+    let expiration_ms = (other.expiration.unix_timestamp_nanos() / 1_000_000) as f64;
     vault.insert_session(other);
 
     let target = vault_target(&sim, "t", "main");
@@ -98,9 +99,12 @@ async fn seed_sessions_give_exact_owner_figures() {
     assert_eq!(o("upload_session_uploaded_bytes"), "11759027");
     assert_eq!(o("upload_session_size_bytes"), "35574406");
     assert_eq!(o("upload_session_uploaded_parts"), "3");
-    assert_eq!(
-        o("upload_session_next_expiry_timestamp_seconds"),
-        "1602354775"
+    // Every seed session has expired: no next expiry for this owner.
+    assert!(!text.contains(
+        "upload_session_next_expiry_timestamp_seconds{target=\"t\",owner_id=\"10001400\"}"
+    ));
+    assert!(
+        !text.contains("upload_session_time_to_expiry_seconds{target=\"t\",owner_id=\"10001400\"}")
     );
     assert_eq!(
         o("upload_session_last_upload_timestamp_seconds"),
@@ -115,8 +119,6 @@ async fn seed_sessions_give_exact_owner_figures() {
         "0",
         "expired sessions are not stalled"
     );
-    let tte: f64 = o("upload_session_time_to_expiry_seconds").parse().unwrap();
-    assert!(tte < -1.0e8, "expired long ago: {tte}");
 
     let big = |m: &str| value(&text, &format!("{m}{{target=\"t\",owner_id=\"42\"}}"));
     assert_eq!(
@@ -129,6 +131,17 @@ async fn seed_sessions_give_exact_owner_figures() {
     assert_eq!(big("upload_session_uploaded_bytes"), "12884901888");
     assert_eq!(big("upload_session_size_bytes"), "40000000000");
     assert_eq!(big("upload_session_uploaded_parts"), "1229");
+    let next: f64 = big("upload_session_next_expiry_timestamp_seconds")
+        .parse()
+        .unwrap();
+    assert_eq!(next, expiration_ms / 1000.0, "millisecond-exact expiry");
+    let tte: f64 = big("upload_session_time_to_expiry_seconds")
+        .parse()
+        .unwrap();
+    assert!(
+        (72.0 * 3600.0 - 60.0..=72.0 * 3600.0).contains(&tte),
+        "{tte}"
+    );
     assert_eq!(
         value(
             &text,

@@ -49,13 +49,13 @@ families! {
     Sessions => "upload_session_sessions", Gauge,
         "Upload sessions by state, as listed in the target's last successful poll (Vault: active, or expired when past expiration_date but not yet purged; deepset: open, closed, expired).";
     UploadedBytes => "upload_session_uploaded_bytes", Gauge,
-        "Sum of `uploaded` bytes over the owner's listed sessions (last successful poll).";
+        "Vault: sum of `uploaded` bytes over the owner's listed sessions, expired but not yet purged ones included (last successful poll).";
     SizeBytes => "upload_session_size_bytes", Gauge,
-        "Sum of the declared `size` in bytes over the owner's listed sessions (last successful poll).";
+        "Vault: sum of the declared `size` in bytes over the owner's listed sessions (last successful poll).";
     UploadedParts => "upload_session_uploaded_parts", Gauge,
-        "Sum of `uploaded_parts` over the owner's listed sessions (last successful poll).";
+        "Vault: sum of `uploaded_parts` over the owner's listed sessions (last successful poll).";
     NextExpiry => "upload_session_next_expiry_timestamp_seconds", Gauge,
-        "Earliest expiration time among the owner's listed active/open (and expired, not yet purged) sessions, Unix seconds.";
+        "Earliest expiration time among the owner's active (Vault) or open (deepset) sessions, Unix seconds.";
     TimeToExpiry => "upload_session_time_to_expiry_seconds", Gauge,
         "Earliest expiration minus the time of the last successful poll, in seconds (computed at poll time, negative once passed; prefer next_expiry_timestamp_seconds - time() in PromQL).";
     LastUpload => "upload_session_last_upload_timestamp_seconds", Gauge,
@@ -63,9 +63,13 @@ families! {
     OldestCreated => "upload_session_oldest_created_timestamp_seconds", Gauge,
         "Earliest creation time among the owner's listed sessions, Unix seconds.";
     Stalled => "upload_session_stalled_sessions", Gauge,
-        "Active, not fully uploaded sessions whose bytes have not grown for the target's stall_after.";
+        "Sessions not moving for the target's stall_after: Vault active sessions with bytes missing; deepset open sessions near expiry without new files, and closed sessions whose ingestion is stuck.";
     AwaitingCommit => "upload_session_awaiting_commit_sessions", Gauge,
-        "Active sessions with every declared byte uploaded but not committed yet (they expire and lose their parts if never committed).";
+        "Vault: active sessions with every declared byte uploaded but not committed yet (they expire and lose their parts if never committed).";
+    IngestedFiles => "upload_session_ingested_files", Gauge,
+        "deepset: files of the owner's listed sessions by ingestion result (finished, failed, pending).";
+    OwnerInfo => "upload_session_owner_info", Gauge,
+        "The owner's display name where the API gives one; the value is always 1 (join on owner_id).";
     Ended => "upload_session_ended_total", Counter,
         "Sessions that left the list since the exporter started: outcome=completed before their expiry (committed or aborted), outcome=expired after it.";
     TargetUp => "upload_session_target_up", Gauge,

@@ -30,8 +30,10 @@ impl Outcome {
 #[derive(Debug, Clone)]
 struct Tracked {
     owner_id: String,
-    uploaded: u64,
-    /// Last time the session was seen or known to make progress.
+    state: SessionState,
+    /// [`Session::progress`] when last seen.
+    progress: u64,
+    /// Last time the session was known to make progress.
     progress_at: UnixMillis,
     expires: Option<UnixMillis>,
 }
@@ -39,9 +41,9 @@ struct Tracked {
 /// Per-session judgement of one poll.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Judgement {
-    /// No progress for `stall_after` and bytes still missing.
+    /// Not moving when it should (see [`History::update`]).
     pub stalled: bool,
-    /// Every declared byte uploaded, not committed.
+    /// Every declared byte uploaded, not committed (Vault).
     pub awaiting_commit: bool,
 }
 
@@ -50,7 +52,7 @@ pub struct Judgement {
 pub struct History {
     sessions: HashMap<String, Tracked>,
     /// False until the first successful poll: before it, nothing can be
-    /// said to have left the list.
+    /// said to have ended.
     primed: bool,
 }
 
@@ -66,7 +68,17 @@ impl History {
     }
 
     /// Takes in a successful poll made at `now`: returns a judgement per
-    /// session (same order as `sessions`) and the sessions that left.
+    /// session (same order as `sessions`) and the sessions that ended.
+    ///
+    /// Stalled means no progress for `stall_after` and:
+    /// - Vault, active: bytes still missing;
+    /// - deepset, open: expiring within `stall_after` (files uploaded to an
+    ///   open session are lost unless it is closed in time);
+    /// - deepset, closed: files still pending ingestion.
+    ///
+    /// A session ends when it leaves a live state (active/open): by
+    /// disappearing from the list (completed before its expiry, expired
+    /// after it), by closing (completed) or by expiring while listed.
     pub fn update(
         &mut self,
         sessions: &[Session],
@@ -75,37 +87,68 @@ impl History {
     ) -> (Vec<Judgement>, Vec<(String, Outcome)>) {
         let mut next = HashMap::with_capacity(sessions.len());
         let mut judgements = Vec::with_capacity(sessions.len());
+        let mut ended = Vec::new();
         for s in sessions {
-            let seen = s.last_upload.or(s.created);
-            let progress_at = match self.sessions.get(&s.id) {
-                // Bytes grew since the last poll: progress happened by now,
-                // even if the upstream's last_uploaded_date lags.
-                Some(prev) if s.uploaded > prev.uploaded => now.max(seen.unwrap_or(now)),
-                Some(prev) => prev.progress_at.max(seen.unwrap_or(i64::MIN)),
-                // First sight: trust the upstream's date; without one,
-                // start counting now.
-                None => seen.unwrap_or(now),
+            let progress = s.progress();
+            let prev = self.sessions.get(&s.id);
+            let progress_at = match prev {
+                // A new state (e.g. just closed) starts a new clock.
+                Some(p) if p.state != s.state => now,
+                // Grew since the last poll: progress happened by now, even
+                // if the upstream's last_uploaded_date lags.
+                Some(p) if progress > p.progress => now.max(s.last_upload.unwrap_or(now)),
+                Some(p) => p.progress_at.max(s.last_upload.unwrap_or(i64::MIN)),
+                // First sight of a closed session: its closing time is
+                // unknown, so start counting now.
+                None if s.state == SessionState::Closed => now,
+                // Otherwise trust the upstream's dates.
+                None => s.last_upload.or(s.created).unwrap_or(now),
             };
-            let complete = s.size.is_some_and(|size| size > 0 && s.uploaded >= size);
-            let live = matches!(s.state, SessionState::Active | SessionState::Open);
-            judgements.push(Judgement {
-                stalled: live && !complete && now.saturating_sub(progress_at) >= stall_after_ms,
-                awaiting_commit: live && complete,
-            });
+            if let Some(p) = prev {
+                if p.state.is_live() && !s.is_live() && self.primed {
+                    let outcome = match s.state {
+                        SessionState::Closed => Outcome::Completed,
+                        _ => Outcome::Expired,
+                    };
+                    ended.push((s.owner_id.clone(), outcome));
+                }
+            }
+            let idle = now.saturating_sub(progress_at) >= stall_after_ms;
+            let judgement = match (s.state, s.files) {
+                (SessionState::Active, _) => {
+                    let complete = s.size.is_some_and(|size| size > 0 && s.uploaded >= size);
+                    Judgement {
+                        stalled: idle && !complete,
+                        awaiting_commit: complete,
+                    }
+                }
+                (SessionState::Open, _) => Judgement {
+                    stalled: idle
+                        && s.expires
+                            .is_some_and(|e| e.saturating_sub(now) <= stall_after_ms),
+                    awaiting_commit: false,
+                },
+                (SessionState::Closed, Some(f)) => Judgement {
+                    stalled: idle && f.pending() > 0,
+                    awaiting_commit: false,
+                },
+                _ => Judgement::default(),
+            };
+            judgements.push(judgement);
             next.insert(
                 s.id.clone(),
                 Tracked {
                     owner_id: s.owner_id.clone(),
-                    uploaded: s.uploaded,
+                    state: s.state,
+                    progress,
                     progress_at,
                     expires: s.expires,
                 },
             );
         }
-        let mut ended = Vec::new();
         if self.primed {
             for (id, t) in &self.sessions {
-                if !next.contains_key(id) {
+                if t.state.is_live() && !next.contains_key(id) {
                     let outcome = match t.expires {
                         Some(e) if e <= now => Outcome::Expired,
                         _ => Outcome::Completed,
@@ -113,8 +156,8 @@ impl History {
                     ended.push((t.owner_id.clone(), outcome));
                 }
             }
-            ended.sort();
         }
+        ended.sort();
         self.sessions = next;
         self.primed = true;
         (judgements, ended)
@@ -124,6 +167,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::FileCounts;
 
     const MIN: i64 = 60_000;
 
@@ -140,6 +184,7 @@ mod tests {
             created: Some(0),
             expires: Some(expires),
             last_upload,
+            files: None,
         }
     }
 
@@ -188,6 +233,78 @@ mod tests {
             j[0],
             Judgement::default(),
             "expired sessions are not 'stalled'"
+        );
+    }
+
+    fn deepset(id: &str, state: SessionState, files: FileCounts, expires: i64) -> Session {
+        Session {
+            state,
+            files: Some(files),
+            size: None,
+            last_upload: None,
+            ..session(id, 0, None, expires)
+        }
+    }
+
+    #[test]
+    fn deepset_open_stalls_near_expiry_and_closing_ends_it() {
+        let mut h = History::default();
+        let stall = 30 * MIN;
+        let files = |total| FileCounts {
+            total,
+            finished: 0,
+            failed: 0,
+        };
+        let open = |n, exp| deepset("d", SessionState::Open, files(n), exp);
+        // Created at 0, idle, expiring in 2 h: not stalled yet.
+        let (j, _) = h.update(&[open(3, 160 * MIN)], 40 * MIN, stall);
+        assert!(!j[0].stalled);
+        // Near expiry and still no new file: stalled.
+        let (j, _) = h.update(&[open(3, 160 * MIN)], 140 * MIN, stall);
+        assert!(j[0].stalled);
+        // A new file: moving again.
+        let (j, _) = h.update(&[open(4, 160 * MIN)], 141 * MIN, stall);
+        assert!(!j[0].stalled);
+        // Closed: counted as completed once; ingestion gets its own clock.
+        let closed = FileCounts {
+            total: 4,
+            finished: 1,
+            failed: 0,
+        };
+        let c = deepset("d", SessionState::Closed, closed, 160 * MIN);
+        let (j, ended) = h.update(std::slice::from_ref(&c), 142 * MIN, stall);
+        assert_eq!(ended, vec![("7".to_string(), Outcome::Completed)]);
+        assert!(!j[0].stalled);
+        let (j, ended) = h.update(&[c], 172 * MIN, stall);
+        assert!(ended.is_empty());
+        assert!(j[0].stalled, "ingestion has not moved for 30 min");
+        let done = FileCounts {
+            total: 4,
+            finished: 3,
+            failed: 1,
+        };
+        let (j, _) = h.update(
+            &[deepset("d", SessionState::Closed, done, 160 * MIN)],
+            173 * MIN,
+            stall,
+        );
+        assert!(!j[0].stalled);
+    }
+
+    #[test]
+    fn expiring_while_listed_counts_once() {
+        let mut h = History::default();
+        h.update(&[session("v", 1, None, 10 * MIN)], 5 * MIN, 30 * MIN);
+        let mut expired = session("v", 1, None, 10 * MIN);
+        expired.state = SessionState::Expired;
+        let (_, ended) = h.update(std::slice::from_ref(&expired), 11 * MIN, 30 * MIN);
+        assert_eq!(ended, vec![("7".to_string(), Outcome::Expired)]);
+        let (_, ended) = h.update(&[expired], 12 * MIN, 30 * MIN);
+        assert!(ended.is_empty());
+        let (_, ended) = h.update(&[], 13 * MIN, 30 * MIN);
+        assert!(
+            ended.is_empty(),
+            "purge of an already expired session is not counted again"
         );
     }
 

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{KindConfig, TargetConfig};
 use crate::metrics::exposition::Hub;
 use crate::model::{now_millis, Session};
+use crate::upstream::deepset::DeepsetClient;
 use crate::upstream::vault::{self, VaultClient};
 use crate::upstream::{ErrorReason, FetchError};
 
@@ -33,6 +34,8 @@ const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(60 * 60);
 pub enum Source {
     /// A Vault target.
     Vault(Box<VaultClient>),
+    /// A deepset workspace.
+    Deepset(Box<DeepsetClient>),
 }
 
 impl Source {
@@ -40,11 +43,7 @@ impl Source {
     pub fn new(target: &TargetConfig) -> Result<Self, FetchError> {
         match &target.kind {
             KindConfig::Vault(v) => Ok(Source::Vault(Box::new(VaultClient::new(target, v)?))),
-            KindConfig::Deepset(_) => Err(FetchError::Api {
-                endpoint: "client",
-                error_type: "UNSUPPORTED".into(),
-                message: "kind = \"deepset\" is not supported by this version yet".into(),
-            }),
+            KindConfig::Deepset(d) => Ok(Source::Deepset(Box::new(DeepsetClient::new(target, d)?))),
         }
     }
 
@@ -67,6 +66,7 @@ impl Source {
                 }
                 Ok(sessions)
             }
+            Source::Deepset(c) => c.fetch(now).await,
         }
     }
 
@@ -77,6 +77,7 @@ impl Source {
                 state.count_calls(c.take_calls());
                 state.set_burst(c.burst());
             }
+            Source::Deepset(c) => state.count_calls(c.take_calls()),
         }
     }
 
@@ -84,6 +85,8 @@ impl Source {
     pub async fn close(&mut self) {
         match self {
             Source::Vault(c) => c.logout().await,
+            // API keys need no logout.
+            Source::Deepset(_) => {}
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::metrics::text::Value;
 use crate::metrics::{Family, TargetFragment};
-use crate::model::{Session, SessionState, UnixMillis};
+use crate::model::{FileCounts, Session, SessionState, UnixMillis};
 use crate::upstream::vault::BurstInfo;
 use crate::upstream::{ErrorReason, FetchError};
 
@@ -32,6 +32,10 @@ pub struct OwnerStats {
     pub stalled: u64,
     /// Fully uploaded, uncommitted sessions.
     pub awaiting_commit: u64,
+    /// Summed file counts, if any session had them (deepset).
+    pub files: Option<FileCounts>,
+    /// Display name from the newest session that named the owner.
+    pub name: Option<(Option<UnixMillis>, String)>,
 }
 
 /// Everything the exporter knows about one target.
@@ -121,8 +125,19 @@ impl TargetState {
             o.uploaded = o.uploaded.saturating_add(s.uploaded);
             o.size = o.size.saturating_add(s.size.unwrap_or(0));
             o.parts = o.parts.saturating_add(s.parts);
-            if s.state != SessionState::Closed {
+            if s.is_live() {
                 o.next_expiry = min_opt(o.next_expiry, s.expires);
+            }
+            if let Some(f) = s.files {
+                let sum = o.files.get_or_insert_with(FileCounts::default);
+                sum.total = sum.total.saturating_add(f.total);
+                sum.finished = sum.finished.saturating_add(f.finished);
+                sum.failed = sum.failed.saturating_add(f.failed);
+            }
+            if let Some(n) = &s.owner_name {
+                if o.name.as_ref().is_none_or(|(at, _)| *at <= s.created) {
+                    o.name = Some((s.created, n.clone()));
+                }
             }
             o.last_upload = max_opt(o.last_upload, s.last_upload);
             o.oldest_created = min_opt(o.oldest_created, s.created);
@@ -168,9 +183,6 @@ impl TargetState {
                     Value::U(*n),
                 );
             }
-            f.sample(Family::UploadedBytes, &l, Value::U(o.uploaded));
-            f.sample(Family::SizeBytes, &l, Value::U(o.size));
-            f.sample(Family::UploadedParts, &l, Value::U(o.parts));
             if let Some(e) = o.next_expiry {
                 f.sample(Family::NextExpiry, &l, Value::Millis(e));
                 if let Some(polled_at) = self.last_success {
@@ -188,7 +200,32 @@ impl TargetState {
                 f.sample(Family::OldestCreated, &l, Value::Millis(v));
             }
             f.sample(Family::Stalled, &l, Value::U(o.stalled));
-            f.sample(Family::AwaitingCommit, &l, Value::U(o.awaiting_commit));
+            if self.kind == "vault" {
+                f.sample(Family::UploadedBytes, &l, Value::U(o.uploaded));
+                f.sample(Family::SizeBytes, &l, Value::U(o.size));
+                f.sample(Family::UploadedParts, &l, Value::U(o.parts));
+                f.sample(Family::AwaitingCommit, &l, Value::U(o.awaiting_commit));
+            }
+            if let Some(files) = o.files {
+                for (result, n) in [
+                    ("finished", files.finished),
+                    ("failed", files.failed),
+                    ("pending", files.pending()),
+                ] {
+                    f.sample(
+                        Family::IngestedFiles,
+                        &[("target", t), ("owner_id", owner), ("result", result)],
+                        Value::U(n),
+                    );
+                }
+            }
+            if let Some((_, name)) = &o.name {
+                f.sample(
+                    Family::OwnerInfo,
+                    &[("target", t), ("owner_id", owner), ("owner_name", name)],
+                    Value::U(1),
+                );
+            }
         }
         for ((owner, outcome), n) in &self.ended {
             f.sample(
@@ -276,6 +313,7 @@ mod tests {
             created: Some(0),
             expires: Some(10_000_000),
             last_upload: Some(0),
+            files: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! whose [`ErrorReason`] becomes the `reason` label of
 //! `upload_session_poll_errors_total`.
 
+pub mod deepset;
 pub mod http;
 pub mod vault;
 

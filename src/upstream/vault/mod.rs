@@ -619,5 +619,6 @@ pub fn to_model(s: wire::UploadSession, now: UnixMillis) -> Option<Session> {
         created: s.created_date.as_deref().and_then(parse_timestamp),
         expires,
         last_upload: s.last_uploaded_date.as_deref().and_then(parse_timestamp),
+        files: None,
     })
 }
