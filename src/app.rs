@@ -127,12 +127,7 @@ pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
         let limiter = Arc::clone(&limiter);
         tasks.spawn(async move {
             let _permit = limiter.acquire_owned().await;
-            let mut state = TargetState::new(
-                &target.name,
-                target.kind.label(),
-                i64::try_from(target.stall_after.as_millis()).unwrap_or(i64::MAX),
-                i64::MAX,
-            );
+            let mut state = TargetState::for_target(&target);
             let result = match Source::new(&target) {
                 Ok(mut source) => {
                     let r = poller::poll_once(&target, &mut source, &mut state).await;

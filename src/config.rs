@@ -28,6 +28,7 @@ const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 const DEFAULT_MAX_CONCURRENT_POLLS: usize = 16;
 const STALE_AFTER_POLLS: u32 = 5;
+const DEFAULT_AT_RISK_HORIZON: Duration = Duration::from_secs(12 * 3600);
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ pub struct TargetConfig {
     pub stall_after: Duration,
     /// How long a failing target keeps its last per-owner series.
     pub stale_after: Duration,
+    /// A session with no progress is at risk once its expiry is this close.
+    pub at_risk_horizon: Duration,
     /// Largest upstream response body accepted.
     pub max_response_bytes: u64,
     /// Kind-specific settings.
@@ -230,6 +233,7 @@ struct RawSettings {
     timeout: Option<String>,
     stall_after: Option<String>,
     stale_after: Option<String>,
+    at_risk_horizon: Option<String>,
     max_response_size: Option<String>,
     api_version: Option<String>,
     client_id: Option<String>,
@@ -259,6 +263,7 @@ struct RawTarget {
     timeout: Option<String>,
     stall_after: Option<String>,
     stale_after: Option<String>,
+    at_risk_horizon: Option<String>,
     max_response_size: Option<String>,
     api_version: Option<String>,
     client_id: Option<String>,
@@ -271,6 +276,7 @@ impl RawTarget {
             timeout: self.timeout.clone(),
             stall_after: self.stall_after.clone(),
             stale_after: self.stale_after.clone(),
+            at_risk_horizon: self.at_risk_horizon.clone(),
             max_response_size: self.max_response_size.clone(),
             api_version: self.api_version.clone(),
             client_id: self.client_id.clone(),
@@ -288,6 +294,9 @@ impl RawSettings {
             timeout: self.timeout.or_else(|| fallback.timeout.clone()),
             stall_after: self.stall_after.or_else(|| fallback.stall_after.clone()),
             stale_after: self.stale_after.or_else(|| fallback.stale_after.clone()),
+            at_risk_horizon: self
+                .at_risk_horizon
+                .or_else(|| fallback.at_risk_horizon.clone()),
             max_response_size: self
                 .max_response_size
                 .or_else(|| fallback.max_response_size.clone()),
@@ -495,6 +504,13 @@ fn validate_target(
         "stale_after",
         &mut problem,
     );
+    let at_risk_horizon = duration_setting(
+        &settings.at_risk_horizon,
+        DEFAULT_AT_RISK_HORIZON,
+        Duration::ZERO,
+        "at_risk_horizon",
+        &mut problem,
+    );
     let max_response_bytes = match settings.max_response_size.as_deref() {
         None => DEFAULT_MAX_RESPONSE_BYTES,
         Some(s) => {
@@ -696,6 +712,7 @@ fn validate_target(
         timeout,
         stall_after,
         stale_after,
+        at_risk_horizon,
         max_response_bytes,
         kind: kind?,
     })

@@ -176,7 +176,7 @@ async fn one_list_call_per_poll_and_session_reused() {
     let vault = sim.vault("main").unwrap();
     let target = vault_target(&sim, "t", "main");
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     for _ in 0..3 {
         poll_once(&target, &mut source, &mut state).await.unwrap();
     }
@@ -196,7 +196,7 @@ async fn ended_session_relogs_in_once() {
     let vault = sim.vault("main").unwrap();
     let target = vault_target(&sim, "t", "main");
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     vault.invalidate_login_sessions();
     poll_once(&target, &mut source, &mut state).await.unwrap();
@@ -220,7 +220,7 @@ async fn unserved_version_is_reported_not_looped() {
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).api_version = "v99.9".into();
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     let mut last = String::new();
     for _ in 0..3 {
         last = poll_once(&target, &mut source, &mut state)
@@ -246,7 +246,7 @@ async fn wrong_version_trap_after_relogin_names_the_versions() {
     let vault = sim.vault("main").unwrap();
     let target = vault_target(&sim, "t", "main");
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     vault.inject(FaultRule {
         endpoint: None,
@@ -296,7 +296,7 @@ async fn failure(
         upload_session_exporter::secret::Secret::new(FAILURE_TEST_PASSWORD);
     tweak(&mut target);
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     let err = poll_once(&target, &mut source, &mut state)
         .await
         .unwrap_err();
@@ -441,7 +441,7 @@ async fn wrong_password_and_unreachable_host() {
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).password = upload_session_exporter::secret::Secret::new("wrong-pw-123");
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     let err = poll_once(&target, &mut source, &mut state)
         .await
         .unwrap_err();
@@ -476,7 +476,7 @@ async fn login_into_another_vault_is_refused() {
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).vault_id = Some(1000);
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     let err = poll_once(&target, &mut source, &mut state)
         .await
         .unwrap_err();
@@ -547,7 +547,7 @@ async fn ended_and_stalled_sessions() {
 
     let target = vault_target(&sim, "t", "main");
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     let o = &state.owners()["7"];
     assert_eq!((o.stalled, o.awaiting_commit), (1, 1));
@@ -586,7 +586,7 @@ async fn non_admin_sees_own_sessions_only() {
     vault_cfg(&mut target).username = "uploader@example.com".into();
     vault_cfg(&mut target).password = upload_session_exporter::secret::Secret::new("pw");
     let mut source = Source::new(&target).unwrap();
-    let mut state = TargetState::new("t", "vault", 1_800_000, 300_000);
+    let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     assert_eq!(state.owners().keys().collect::<Vec<_>>(), vec!["555"]);
     sim.shutdown().await;

@@ -64,6 +64,8 @@ families! {
         "Earliest creation time among the owner's listed sessions, Unix seconds.";
     Stalled => "upload_session_stalled_sessions", Gauge,
         "Sessions not moving for the target's stall_after: Vault active sessions with bytes missing; deepset open sessions near expiry without new files, and closed sessions whose ingestion is stuck.";
+    AtRisk => "upload_session_at_risk_sessions", Gauge,
+        "Vault: active sessions that, at their upload rate over the last hour (since creation right after a restart), will not finish before they expire; with no progress at all, those expiring within the target's at_risk_horizon.";
     AwaitingCommit => "upload_session_awaiting_commit_sessions", Gauge,
         "Vault: active sessions with every declared byte uploaded but not committed yet (they expire and lose their parts if never committed).";
     IngestedFiles => "upload_session_ingested_files", Gauge,

@@ -4,9 +4,25 @@
 //! counted as completed or expired. Only sessions in the latest list are
 //! kept, so memory follows the number of live sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::model::{Session, SessionState, UnixMillis};
+
+/// How sessions are judged; from the target's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// No progress for this long = stalled.
+    pub stall_after_ms: i64,
+    /// A session with bytes missing and no measurable progress is at risk
+    /// once its expiry is this close.
+    pub at_risk_horizon_ms: i64,
+}
+
+/// How far back upload-rate samples go.
+const RATE_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Samples kept per session at most (memory stays flat however long a
+/// session lives).
+const MAX_SAMPLES: usize = 12;
 
 /// Why a session left the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,15 +52,21 @@ struct Tracked {
     /// Last time the session was known to make progress.
     progress_at: UnixMillis,
     expires: Option<UnixMillis>,
+    /// (time, bytes uploaded) of recent polls, oldest first (Vault).
+    samples: VecDeque<(UnixMillis, u64)>,
 }
 
 /// Per-session judgement of one poll.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Judgement {
     /// Not moving when it should (see [`History::update`]).
     pub stalled: bool,
     /// Every declared byte uploaded, not committed (Vault).
     pub awaiting_commit: bool,
+    /// Will not finish before it expires at the observed rate (Vault).
+    pub at_risk: bool,
+    /// Observed upload rate in bytes per second, if measurable (Vault).
+    pub rate: Option<f64>,
 }
 
 /// The history of one target.
@@ -83,8 +105,9 @@ impl History {
         &mut self,
         sessions: &[Session],
         now: UnixMillis,
-        stall_after_ms: i64,
+        rules: Rules,
     ) -> (Vec<Judgement>, Vec<(String, Outcome)>) {
+        let stall_after_ms = rules.stall_after_ms;
         let mut next = HashMap::with_capacity(sessions.len());
         let mut judgements = Vec::with_capacity(sessions.len());
         let mut ended = Vec::new();
@@ -114,23 +137,30 @@ impl History {
                 }
             }
             let idle = now.saturating_sub(progress_at) >= stall_after_ms;
+            let mut samples = prev.map(|p| p.samples.clone()).unwrap_or_default();
+            if s.state == SessionState::Active {
+                record_sample(&mut samples, now, s.uploaded);
+            }
             let judgement = match (s.state, s.files) {
                 (SessionState::Active, _) => {
                     let complete = s.size.is_some_and(|size| size > 0 && s.uploaded >= size);
+                    let rate = upload_rate(&samples, s);
                     Judgement {
                         stalled: idle && !complete,
                         awaiting_commit: complete,
+                        at_risk: !complete && at_risk(s, rate, now, rules.at_risk_horizon_ms),
+                        rate,
                     }
                 }
                 (SessionState::Open, _) => Judgement {
                     stalled: idle
                         && s.expires
                             .is_some_and(|e| e.saturating_sub(now) <= stall_after_ms),
-                    awaiting_commit: false,
+                    ..Judgement::default()
                 },
                 (SessionState::Closed, Some(f)) => Judgement {
                     stalled: idle && f.pending() > 0,
-                    awaiting_commit: false,
+                    ..Judgement::default()
                 },
                 _ => Judgement::default(),
             };
@@ -143,6 +173,7 @@ impl History {
                     progress,
                     progress_at,
                     expires: s.expires,
+                    samples,
                 },
             );
         }
@@ -164,12 +195,71 @@ impl History {
     }
 }
 
+/// Adds a (time, bytes) sample, keeping the window and the count bounded.
+fn record_sample(samples: &mut VecDeque<(UnixMillis, u64)>, now: UnixMillis, bytes: u64) {
+    if samples.back().is_some_and(|(t, _)| *t >= now) {
+        return;
+    }
+    // Bytes that went down mean the upstream restarted the count: start over.
+    if samples.back().is_some_and(|(_, b)| *b > bytes) {
+        samples.clear();
+    }
+    samples.push_back((now, bytes));
+    while samples.len() > 2
+        && samples
+            .front()
+            .is_some_and(|(t, _)| now - *t > RATE_WINDOW_MS)
+    {
+        samples.pop_front();
+    }
+    while samples.len() > MAX_SAMPLES {
+        samples.pop_front();
+    }
+}
+
+/// Bytes per second over the recent samples, robust to irregular poll
+/// times (it divides by the time actually elapsed). Without two samples
+/// (first poll after a start) it falls back to the average since creation.
+fn upload_rate(samples: &VecDeque<(UnixMillis, u64)>, s: &Session) -> Option<f64> {
+    if let (Some(&(t0, b0)), Some(&(t1, b1))) = (samples.front(), samples.back()) {
+        if t1 > t0 {
+            return Some(b1.saturating_sub(b0) as f64 * 1000.0 / (t1 - t0) as f64);
+        }
+    }
+    let (created, last) = (s.created?, s.last_upload?);
+    (last > created && s.uploaded > 0).then(|| s.uploaded as f64 * 1000.0 / (last - created) as f64)
+}
+
+/// At the observed rate the remaining bytes need longer than is left
+/// before expiry; with no progress at all, the expiry is within the horizon.
+fn at_risk(s: &Session, rate: Option<f64>, now: UnixMillis, horizon_ms: i64) -> bool {
+    let (Some(size), Some(expires)) = (s.size, s.expires) else {
+        return false;
+    };
+    let remaining = size.saturating_sub(s.uploaded);
+    let left_ms = expires.saturating_sub(now);
+    if remaining == 0 || left_ms <= 0 {
+        return false;
+    }
+    match rate {
+        Some(r) if r > 0.0 => remaining as f64 / r * 1000.0 > left_ms as f64,
+        _ => left_ms <= horizon_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::FileCounts;
 
     const MIN: i64 = 60_000;
+
+    fn rules(stall_after_ms: i64) -> Rules {
+        Rules {
+            stall_after_ms,
+            at_risk_horizon_ms: 12 * 60 * MIN,
+        }
+    }
 
     fn session(id: &str, uploaded: u64, last_upload: Option<i64>, expires: i64) -> Session {
         Session {
@@ -193,15 +283,31 @@ mod tests {
         let mut h = History::default();
         let stall = 30 * MIN;
         // Last part 40 minutes ago: stalled on first sight.
-        let (j, _) = h.update(&[session("a", 10, Some(0), 1000 * MIN)], 40 * MIN, stall);
+        let (j, _) = h.update(
+            &[session("a", 10, Some(0), 1000 * MIN)],
+            40 * MIN,
+            rules(stall),
+        );
         assert!(j[0].stalled);
         // Bytes grew (last_uploaded_date lagging): not stalled.
-        let (j, _) = h.update(&[session("a", 20, Some(0), 1000 * MIN)], 41 * MIN, stall);
+        let (j, _) = h.update(
+            &[session("a", 20, Some(0), 1000 * MIN)],
+            41 * MIN,
+            rules(stall),
+        );
         assert!(!j[0].stalled);
         // No growth for 29 more minutes: still fine; at 30: stalled.
-        let (j, _) = h.update(&[session("a", 20, Some(0), 1000 * MIN)], 70 * MIN, stall);
+        let (j, _) = h.update(
+            &[session("a", 20, Some(0), 1000 * MIN)],
+            70 * MIN,
+            rules(stall),
+        );
         assert!(!j[0].stalled);
-        let (j, _) = h.update(&[session("a", 20, Some(0), 1000 * MIN)], 71 * MIN, stall);
+        let (j, _) = h.update(
+            &[session("a", 20, Some(0), 1000 * MIN)],
+            71 * MIN,
+            rules(stall),
+        );
         assert!(j[0].stalled);
     }
 
@@ -211,24 +317,26 @@ mod tests {
         let (j, _) = h.update(
             &[session("a", 10, Some(35 * MIN), 1000 * MIN)],
             40 * MIN,
-            30 * MIN,
+            rules(30 * MIN),
         );
-        assert_eq!(j[0], Judgement::default());
+        assert!(!j[0].stalled && !j[0].awaiting_commit && !j[0].at_risk);
         let (j, _) = h.update(
             &[session("b", 100, Some(0), 1000 * MIN)],
             40 * MIN,
-            30 * MIN,
+            rules(30 * MIN),
         );
         assert_eq!(
             j[0],
             Judgement {
                 stalled: false,
-                awaiting_commit: true
+                awaiting_commit: true,
+                at_risk: false,
+                rate: None,
             }
         );
         let mut expired = session("c", 10, Some(0), 10 * MIN);
         expired.state = SessionState::Expired;
-        let (j, _) = h.update(&[expired], 40 * MIN, 30 * MIN);
+        let (j, _) = h.update(&[expired], 40 * MIN, rules(30 * MIN));
         assert_eq!(
             j[0],
             Judgement::default(),
@@ -257,13 +365,13 @@ mod tests {
         };
         let open = |n, exp| deepset("d", SessionState::Open, files(n), exp);
         // Created at 0, idle, expiring in 2 h: not stalled yet.
-        let (j, _) = h.update(&[open(3, 160 * MIN)], 40 * MIN, stall);
+        let (j, _) = h.update(&[open(3, 160 * MIN)], 40 * MIN, rules(stall));
         assert!(!j[0].stalled);
         // Near expiry and still no new file: stalled.
-        let (j, _) = h.update(&[open(3, 160 * MIN)], 140 * MIN, stall);
+        let (j, _) = h.update(&[open(3, 160 * MIN)], 140 * MIN, rules(stall));
         assert!(j[0].stalled);
         // A new file: moving again.
-        let (j, _) = h.update(&[open(4, 160 * MIN)], 141 * MIN, stall);
+        let (j, _) = h.update(&[open(4, 160 * MIN)], 141 * MIN, rules(stall));
         assert!(!j[0].stalled);
         // Closed: counted as completed once; ingestion gets its own clock.
         let closed = FileCounts {
@@ -272,10 +380,10 @@ mod tests {
             failed: 0,
         };
         let c = deepset("d", SessionState::Closed, closed, 160 * MIN);
-        let (j, ended) = h.update(std::slice::from_ref(&c), 142 * MIN, stall);
+        let (j, ended) = h.update(std::slice::from_ref(&c), 142 * MIN, rules(stall));
         assert_eq!(ended, vec![("7".to_string(), Outcome::Completed)]);
         assert!(!j[0].stalled);
-        let (j, ended) = h.update(&[c], 172 * MIN, stall);
+        let (j, ended) = h.update(&[c], 172 * MIN, rules(stall));
         assert!(ended.is_empty());
         assert!(j[0].stalled, "ingestion has not moved for 30 min");
         let done = FileCounts {
@@ -286,7 +394,7 @@ mod tests {
         let (j, _) = h.update(
             &[deepset("d", SessionState::Closed, done, 160 * MIN)],
             173 * MIN,
-            stall,
+            rules(stall),
         );
         assert!(!j[0].stalled);
     }
@@ -294,18 +402,97 @@ mod tests {
     #[test]
     fn expiring_while_listed_counts_once() {
         let mut h = History::default();
-        h.update(&[session("v", 1, None, 10 * MIN)], 5 * MIN, 30 * MIN);
+        h.update(&[session("v", 1, None, 10 * MIN)], 5 * MIN, rules(30 * MIN));
         let mut expired = session("v", 1, None, 10 * MIN);
         expired.state = SessionState::Expired;
-        let (_, ended) = h.update(std::slice::from_ref(&expired), 11 * MIN, 30 * MIN);
+        let (_, ended) = h.update(std::slice::from_ref(&expired), 11 * MIN, rules(30 * MIN));
         assert_eq!(ended, vec![("7".to_string(), Outcome::Expired)]);
-        let (_, ended) = h.update(&[expired], 12 * MIN, 30 * MIN);
+        let (_, ended) = h.update(&[expired], 12 * MIN, rules(30 * MIN));
         assert!(ended.is_empty());
-        let (_, ended) = h.update(&[], 13 * MIN, 30 * MIN);
+        let (_, ended) = h.update(&[], 13 * MIN, rules(30 * MIN));
         assert!(
             ended.is_empty(),
             "purge of an already expired session is not counted again"
         );
+    }
+
+    const MB: u64 = 1_000_000;
+
+    fn vault(uploaded: u64, size: u64, created: i64, last: i64, expires: i64) -> Session {
+        Session {
+            size: Some(size),
+            created: Some(created),
+            ..session("r", uploaded, Some(last), expires)
+        }
+    }
+
+    #[test]
+    fn at_risk_uses_the_observed_rate() {
+        let mut h = History::default();
+        let r = rules(30 * MIN);
+        // 1000 MB to go, 100 min left.
+        h.update(&[vault(0, 1000 * MB, 0, 0, 110 * MIN)], 10 * MIN, r);
+        // 5 MB/min observed (50 MB in 10 min): needs 190 min: at risk.
+        let (j, _) = h.update(
+            &[vault(50 * MB, 1000 * MB, 0, 20 * MIN, 110 * MIN)],
+            20 * MIN,
+            r,
+        );
+        assert_eq!(j[0].rate, Some(50.0 * MB as f64 / 600.0));
+        assert!(j[0].at_risk);
+        // Now 500 MB more in 10 min: over the window (20 min) 27.5 MB/min,
+        // 450 MB left need ~16 min, 80 min left: safe.
+        let (j, _) = h.update(
+            &[vault(550 * MB, 1000 * MB, 0, 30 * MIN, 110 * MIN)],
+            30 * MIN,
+            r,
+        );
+        assert!(!j[0].at_risk, "{:?}", j[0]);
+    }
+
+    #[test]
+    fn rate_follows_elapsed_time_not_poll_count() {
+        let mut h = History::default();
+        let r = rules(30 * MIN);
+        h.update(&[vault(0, 10_000 * MB, 0, 0, 1000 * MIN)], 0, r);
+        h.update(&[vault(10 * MB, 10_000 * MB, 0, 1, 1000 * MIN)], MIN, r);
+        // A late poll: 7 minutes later, 70 MB more. 80 MB in 8 min overall.
+        let (j, _) = h.update(&[vault(80 * MB, 10_000 * MB, 0, 2, 1000 * MIN)], 8 * MIN, r);
+        assert_eq!(j[0].rate, Some(80.0 * MB as f64 / 480.0));
+    }
+
+    #[test]
+    fn after_a_restart_the_average_since_creation_decides() {
+        let r = rules(30 * MIN);
+        // 100 MB in the 100 min since creation: 1 MB/min; 900 MB left, 60 min to go.
+        let (j, _) = History::default().update(
+            &[vault(100 * MB, 1000 * MB, 0, 100 * MIN, 160 * MIN)],
+            100 * MIN,
+            r,
+        );
+        assert!(j[0].at_risk);
+        // Same speed with 2000 min to go: fine.
+        let (j, _) = History::default().update(
+            &[vault(100 * MB, 1000 * MB, 0, 100 * MIN, 2100 * MIN)],
+            100 * MIN,
+            r,
+        );
+        assert!(!j[0].at_risk);
+    }
+
+    #[test]
+    fn no_progress_at_all_counts_within_the_horizon() {
+        let r = rules(30 * MIN); // horizon 12 h
+        let (j, _) =
+            History::default().update(&[vault(0, 1000 * MB, 0, 0, 13 * 60 * MIN)], 10 * MIN, r);
+        assert!(!j[0].at_risk, "expiry beyond the horizon");
+        let (j, _) =
+            History::default().update(&[vault(0, 1000 * MB, 0, 0, 11 * 60 * MIN)], 10 * MIN, r);
+        assert!(j[0].at_risk);
+        // Fully uploaded is never at risk (it is awaiting commit).
+        let (j, _) =
+            History::default().update(&[vault(1000 * MB, 1000 * MB, 0, 5, 20 * MIN)], 10 * MIN, r);
+        assert!(!j[0].at_risk && j[0].awaiting_commit);
     }
 
     #[test]
@@ -317,10 +504,10 @@ mod tests {
                 session("b", 1, None, 10 * MIN),
             ],
             5 * MIN,
-            30 * MIN,
+            rules(30 * MIN),
         );
         assert!(ended.is_empty(), "first poll counts nothing");
-        let (_, ended) = h.update(&[], 20 * MIN, 30 * MIN);
+        let (_, ended) = h.update(&[], 20 * MIN, rules(30 * MIN));
         assert_eq!(
             ended,
             vec![

@@ -165,12 +165,7 @@ pub async fn poll_once(
 /// Runs the poll loop of one target until `shutdown`; logs out at the end.
 pub async fn run_target(target: TargetConfig, shared: Shared, shutdown: CancellationToken) {
     let name = target.name.clone();
-    let mut state = TargetState::new(
-        &name,
-        target.kind.label(),
-        millis(target.stall_after),
-        millis(target.stale_after),
-    );
+    let mut state = TargetState::for_target(&target);
     let mut source = match Source::new(&target) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -272,10 +267,6 @@ fn jitter(base: Duration, spread: Duration) -> Duration {
     }
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +281,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             stall_after: Duration::from_secs(1800),
             stale_after: Duration::from_secs(300),
+            at_risk_horizon: Duration::from_secs(3600),
             max_response_bytes: 1 << 20,
             kind: KindConfig::Vault(VaultConfig {
                 api_version: "v25.2".into(),

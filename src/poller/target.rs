@@ -9,7 +9,7 @@ use crate::model::{FileCounts, Session, SessionState, UnixMillis};
 use crate::upstream::vault::BurstInfo;
 use crate::upstream::{ErrorReason, FetchError};
 
-use super::history::{History, Outcome};
+use super::history::{History, Outcome, Rules};
 
 /// Per-owner figures of one successful poll.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct OwnerStats {
     pub stalled: u64,
     /// Fully uploaded, uncommitted sessions.
     pub awaiting_commit: u64,
+    /// Sessions that will not finish before they expire.
+    pub at_risk: u64,
     /// Summed file counts, if any session had them (deepset).
     pub files: Option<FileCounts>,
     /// Display name from the newest session that named the owner.
@@ -43,7 +45,7 @@ pub struct OwnerStats {
 pub struct TargetState {
     name: String,
     kind: &'static str,
-    stall_after_ms: i64,
+    rules: Rules,
     stale_after_ms: i64,
     /// Figures of the last successful poll (dropped once stale).
     owners: BTreeMap<String, OwnerStats>,
@@ -61,11 +63,11 @@ pub struct TargetState {
 
 impl TargetState {
     /// A target that has not been polled yet.
-    pub fn new(name: &str, kind: &'static str, stall_after_ms: i64, stale_after_ms: i64) -> Self {
+    pub fn new(name: &str, kind: &'static str, rules: Rules, stale_after_ms: i64) -> Self {
         TargetState {
             name: name.to_string(),
             kind,
-            stall_after_ms,
+            rules,
             stale_after_ms,
             owners: BTreeMap::new(),
             last_success: None,
@@ -78,6 +80,20 @@ impl TargetState {
             burst: None,
             history: History::default(),
         }
+    }
+
+    /// A target that has not been polled yet, judged by its configuration.
+    pub fn for_target(target: &crate::config::TargetConfig) -> Self {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        TargetState::new(
+            &target.name,
+            target.kind.label(),
+            Rules {
+                stall_after_ms: ms(target.stall_after),
+                at_risk_horizon_ms: ms(target.at_risk_horizon),
+            },
+            ms(target.stale_after),
+        )
     }
 
     /// True once a poll (successful or not) has finished.
@@ -114,7 +130,7 @@ impl TargetState {
 
     /// Takes in a successful poll made at `now`.
     pub fn record_success(&mut self, sessions: &[Session], now: UnixMillis, poll_seconds: f64) {
-        let (judgements, ended) = self.history.update(sessions, now, self.stall_after_ms);
+        let (judgements, ended) = self.history.update(sessions, now, self.rules);
         for (owner, outcome) in ended {
             *self.ended.entry((owner, outcome)).or_default() += 1;
         }
@@ -143,6 +159,7 @@ impl TargetState {
             o.oldest_created = min_opt(o.oldest_created, s.created);
             o.stalled += u64::from(j.stalled);
             o.awaiting_commit += u64::from(j.awaiting_commit);
+            o.at_risk += u64::from(j.at_risk);
         }
         self.owners = owners;
         self.last_success = Some(now);
@@ -201,6 +218,7 @@ impl TargetState {
             }
             f.sample(Family::Stalled, &l, Value::U(o.stalled));
             if self.kind == "vault" {
+                f.sample(Family::AtRisk, &l, Value::U(o.at_risk));
                 f.sample(Family::UploadedBytes, &l, Value::U(o.uploaded));
                 f.sample(Family::SizeBytes, &l, Value::U(o.size));
                 f.sample(Family::UploadedParts, &l, Value::U(o.parts));
@@ -327,7 +345,15 @@ mod tests {
 
     #[test]
     fn failed_target_keeps_series_until_stale() {
-        let mut t = TargetState::new("t", "vault", 60_000, 300_000);
+        let mut t = TargetState::new(
+            "t",
+            "vault",
+            Rules {
+                stall_after_ms: 60_000,
+                at_risk_horizon_ms: 0,
+            },
+            300_000,
+        );
         t.record_success(
             &[session("1", 10), session("1", 20), session("2", 5)],
             1_000,
@@ -361,7 +387,15 @@ mod tests {
 
     #[test]
     fn owners_without_sessions_disappear() {
-        let mut t = TargetState::new("t", "vault", 60_000, 300_000);
+        let mut t = TargetState::new(
+            "t",
+            "vault",
+            Rules {
+                stall_after_ms: 60_000,
+                at_risk_horizon_ms: 0,
+            },
+            300_000,
+        );
         let mut grown = session("2", 5);
         t.record_success(&[session("1", 10), grown.clone()], 1_000, 0.1);
         grown.uploaded = 6;

@@ -36,6 +36,7 @@ pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
         timeout: Duration::from_secs(2),
         stall_after: Duration::from_secs(30 * 60),
         stale_after: Duration::from_secs(300),
+        at_risk_horizon: Duration::from_secs(12 * 3600),
         max_response_bytes: 1024 * 1024,
         kind: KindConfig::Vault(VaultConfig {
             api_version: "v25.2".into(),
