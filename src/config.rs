@@ -112,6 +112,8 @@ pub struct VaultConfig {
     /// The Vault id the login must land in; when unset it is learnt from the
     /// first login's `vaultIds` list.
     pub vault_id: Option<u64>,
+    /// Look up owners' names (Retrieve User) for `upload_session_owner_info`.
+    pub resolve_owner_names: bool,
 }
 
 /// deepset-specific target settings.
@@ -249,6 +251,7 @@ struct RawTarget {
     password_env: Option<String>,
     password_file: Option<String>,
     vault_id: Option<i64>,
+    resolve_owner_names: Option<bool>,
     workspace: Option<String>,
     api_key_env: Option<String>,
     api_key_file: Option<String>,
@@ -608,6 +611,7 @@ fn validate_target(
                     password,
                     client_id,
                     vault_id,
+                    resolve_owner_names: t.resolve_owner_names.unwrap_or(false),
                 })
             })
         }
@@ -618,6 +622,7 @@ fn validate_target(
                 (t.password_file.is_some(), "password_file"),
                 (t.password.is_some(), "password"),
                 (t.vault_id.is_some(), "vault_id"),
+                (t.resolve_owner_names.is_some(), "resolve_owner_names"),
                 (
                     settings.api_version.is_some() && t.api_version.is_some(),
                     "api_version",

@@ -3,13 +3,15 @@
 //!
 //! How the pieces fit:
 //! - [`config`] reads and validates the TOML file (secrets from env/files);
-//! - [`upstream`] holds one client per API ([`upstream::vault`]) with the
+//! - [`upstream`] holds one client per API ([`upstream::vault`],
+//!   [`upstream::deepset`]) with the
 //!   wire types in its `wire` module, and the shared HTTP plumbing;
 //! - [`model`] is the upstream-neutral session the rest works on;
 //! - [`poller`] runs one loop per target, keeps the history needed for
 //!   stall detection and renders the target's series;
 //! - [`metrics`] defines every metric family and assembles `/metrics`;
 //! - [`server`] serves the prepared bytes; [`app`] wires it all together;
+//! - [`report`] is the `sessions` terminal view;
 //! - [`sim`] is a simulator of the upstream APIs for `--demo` and tests.
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poller;
+pub mod report;
 pub mod secret;
 pub mod server;
 pub mod sim;

@@ -10,7 +10,7 @@ use upload_session_exporter::app::{self, Exporter, ServeOptions};
 use upload_session_exporter::config::{self, Config};
 use upload_session_exporter::logging::{self, LogFormat, LogLevel};
 use upload_session_exporter::metrics::exposition::{REVISION, VERSION};
-use upload_session_exporter::{demo, server};
+use upload_session_exporter::{demo, report, server};
 
 /// Used when `--config.file` is not given and this file exists.
 const DEFAULT_CONFIG: &str = "config/upload_session_exporter.toml";
@@ -25,7 +25,7 @@ fn long_version() -> &'static str {
 #[command(name = "upload_session_exporter", version = long_version(), about)]
 struct Cli {
     /// Configuration file (TOML). Default: config/upload_session_exporter.toml if present.
-    #[arg(long = "config.file", value_name = "PATH")]
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
     config_file: Option<PathBuf>,
     /// Address to serve /metrics on.
     #[arg(
@@ -45,13 +45,18 @@ struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
     /// Only log messages with this level or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     log_level: LogLevel,
     /// Log format.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     log_format: LogFormat,
-    /// Run against the built-in simulator (Vault and SiteVault); no credentials needed.
-    #[arg(long)]
+    /// Run against the built-in simulator (Vault, SiteVault and deepset); no credentials needed.
+    #[arg(long, global = true)]
     demo: bool,
     /// Validate the configuration (and the secrets it points to), then exit 0 or 1.
     #[arg(long = "check-config")]
@@ -59,6 +64,19 @@ struct Cli {
     /// Poll every target once, print the exposition to stdout and exit (1 if a target failed).
     #[arg(long)]
     once: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Poll once and print every session per target: owner, file, progress,
+    /// rate, ETA, expiry and state (stalled, at risk, awaiting commit...).
+    Sessions {
+        /// Only this target.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,6 +156,32 @@ async fn run(cli: Cli) -> ExitCode {
             names.join(", ")
         );
         return ExitCode::SUCCESS;
+    }
+
+    if let Some(Command::Sessions { target }) = &cli.command {
+        return match report::sessions(&config, target.as_deref()).await {
+            Ok(reports) => {
+                let mut ok = true;
+                for r in reports {
+                    match r.result {
+                        Ok(table) => println!("{table}"),
+                        Err(e) => {
+                            ok = false;
+                            println!("{}: poll failed: {e}\n", r.target);
+                        }
+                    }
+                }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("upload_session_exporter: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
 
     if cli.once {

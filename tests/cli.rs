@@ -274,3 +274,55 @@ fn demo_serves_and_stops_on_sigterm() {
         "{log:?}"
     );
 }
+
+#[tokio::test]
+async fn sessions_view_shows_what_is_stuck() {
+    let sim = sim(vec![vault_spec("main", 1000)]).await;
+    let vault = sim.vault("main").unwrap();
+    let now = sim.now();
+    let hour_ago = now - time::Duration::hours(1);
+    let mut stuck = SessionSeed::new("/u1/stuck.mp4", 1, 100 * 1024 * 1024, hour_ago);
+    stuck.uploaded = 25 * 1024 * 1024;
+    stuck.uploaded_parts = 5;
+    stuck.last_uploaded = hour_ago;
+    vault.insert_session(stuck);
+    let mut done = SessionSeed::new("/u2/done.pdf", 2, 10 * 1024 * 1024, now);
+    done.uploaded = 10 * 1024 * 1024;
+    done.uploaded_parts = 2;
+    vault.insert_session(done);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &vault_toml(&sim.vault_url("main").unwrap()));
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(
+            &["sessions", "--config.file", &path, "--target", "t1"],
+            &[("VAULT_PW", "demo")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("t1 (vault): 2 session(s)\n"), "{out}");
+    let stuck_line = out.lines().find(|l| l.contains("/u1/stuck.mp4")).unwrap();
+    assert!(
+        stuck_line.contains("25.0%")
+            && stuck_line.contains("25.0 MiB")
+            && stuck_line.contains("100.0 MiB"),
+        "{stuck_line}"
+    );
+    assert!(stuck_line.trim_end().ends_with("stalled"), "{stuck_line}");
+    let done_line = out.lines().find(|l| l.contains("/u2/done.pdf")).unwrap();
+    assert!(
+        done_line.contains("100.0%") && done_line.trim_end().ends_with("awaiting commit"),
+        "{done_line}"
+    );
+    // Most urgent first.
+    assert!(out.find("/u1/stuck.mp4") < out.find("/u2/done.pdf"));
+
+    let (code, _, err) = run(&["sessions", "--demo", "--target", "nope"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no target named \"nope\"") && err.contains("demo-vault"),
+        "{err}"
+    );
+    sim.shutdown().await;
+}

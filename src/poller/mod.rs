@@ -4,6 +4,7 @@
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
 pub mod history;
+pub mod owners;
 pub mod target;
 
 use std::collections::HashSet;
@@ -32,8 +33,8 @@ const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(60 * 60);
 
 /// The upstream client of a target.
 pub enum Source {
-    /// A Vault target.
-    Vault(Box<VaultClient>),
+    /// A Vault target, with its owner-name cache when names are resolved.
+    Vault(Box<VaultClient>, Option<owners::OwnerNames>),
     /// A deepset workspace.
     Deepset(Box<DeepsetClient>),
 }
@@ -42,7 +43,10 @@ impl Source {
     /// Creates the client for a target.
     pub fn new(target: &TargetConfig) -> Result<Self, FetchError> {
         match &target.kind {
-            KindConfig::Vault(v) => Ok(Source::Vault(Box::new(VaultClient::new(target, v)?))),
+            KindConfig::Vault(v) => Ok(Source::Vault(
+                Box::new(VaultClient::new(target, v)?),
+                v.resolve_owner_names.then(owners::OwnerNames::default),
+            )),
             KindConfig::Deepset(d) => Ok(Source::Deepset(Box::new(DeepsetClient::new(target, d)?))),
         }
     }
@@ -50,7 +54,7 @@ impl Source {
     /// Fetches the current sessions.
     pub async fn fetch(&mut self, now: i64) -> Result<Vec<Session>, FetchError> {
         match self {
-            Source::Vault(c) => {
+            Source::Vault(c, names) => {
                 let list = c.list_sessions().await?;
                 let total = list.sessions.len() + list.skipped;
                 let sessions: Vec<Session> = list
@@ -64,6 +68,10 @@ impl Source {
                         "some listed upload sessions had no id or an unreadable shape and were skipped"
                     );
                 }
+                let mut sessions = sessions;
+                if let Some(names) = names {
+                    names.resolve(c, &mut sessions).await;
+                }
                 Ok(sessions)
             }
             Source::Deepset(c) => c.fetch(now).await,
@@ -73,7 +81,7 @@ impl Source {
     /// Moves the call counts and limit headers into the target's state.
     pub fn account(&mut self, state: &mut TargetState) {
         match self {
-            Source::Vault(c) => {
+            Source::Vault(c, _) => {
                 state.count_calls(c.take_calls());
                 state.set_burst(c.burst());
             }
@@ -84,7 +92,7 @@ impl Source {
     /// Ends the upstream session, if any.
     pub async fn close(&mut self) {
         match self {
-            Source::Vault(c) => c.logout().await,
+            Source::Vault(c, _) => c.logout().await,
             // API keys need no logout.
             Source::Deepset(_) => {}
         }
@@ -289,6 +297,7 @@ mod tests {
                 password: Secret::new("p"),
                 client_id: DEFAULT_CLIENT_ID.into(),
                 vault_id: None,
+                resolve_owner_names: false,
             }),
         }
     }

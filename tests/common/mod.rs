@@ -44,6 +44,7 @@ pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
             password: Secret::new("demo"),
             client_id: "test-upload-session-exporter".into(),
             vault_id: None,
+            resolve_owner_names: false,
         }),
     }
 }

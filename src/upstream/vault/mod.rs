@@ -37,6 +37,8 @@ pub mod endpoint {
     pub const SESSION_DETAILS: &str = "get_upload_session";
     /// List File Parts (one per page).
     pub const LIST_PARTS: &str = "list_file_parts";
+    /// Retrieve User (owner names).
+    pub const USER: &str = "retrieve_user";
 }
 
 const INVALID_SESSION_ID: &str = "INVALID_SESSION_ID";
@@ -183,6 +185,19 @@ impl VaultClient {
         })
     }
 
+    /// Retrieve User: the display name of user `id`, if Vault knows one.
+    pub async fn user_name(&mut self, id: u64) -> Result<Option<String>, FetchError> {
+        let url = self.api_url(&["objects", "users", &id.to_string()]);
+        let body = self.call_raw(endpoint::USER, url).await?;
+        let users: wire::UsersResponse = decode(endpoint::USER, &body)?;
+        Ok(users
+            .users
+            .into_iter()
+            .filter_map(|n| n.user)
+            .find(|u| u.id.is_none_or(|u| u == id))
+            .and_then(|u| u.display_name()))
+    }
+
     /// Ends the API session (on shutdown), so it does not linger until its
     /// inactivity timeout. Errors are only logged: we are leaving anyway.
     pub async fn logout(&mut self) {
@@ -260,13 +275,47 @@ impl VaultClient {
         self.burst.response_delay_ms = header_u64(headers, "X-VaultAPI-ResponseDelay");
     }
 
-    /// An authenticated call with the re-login rules described at the top.
+    /// An authenticated call whose payload is in `data`; returns it with
+    /// `responseDetails.next_page`.
     async fn call<T: DeserializeOwned>(
         &mut self,
         endpoint: &'static str,
         method: reqwest::Method,
         url: Url,
     ) -> Result<(T, Option<String>), FetchError> {
+        let body = self.call_with_relogin(endpoint, method, url).await?;
+        let env: wire::Envelope = decode(endpoint, &body)?;
+        let Some(data) = env.data else {
+            return Err(FetchError::Decode {
+                endpoint,
+                detail: "SUCCESS without `data`".into(),
+            });
+        };
+        let value = serde_json::from_str(data.get()).map_err(|e| FetchError::Decode {
+            endpoint,
+            detail: format!("unexpected `data`: {e}"),
+        })?;
+        Ok((value, env.response_details.and_then(|d| d.next_page)))
+    }
+
+    /// An authenticated GET whose body the caller decodes.
+    async fn call_raw(
+        &mut self,
+        endpoint: &'static str,
+        url: Url,
+    ) -> Result<bytes::Bytes, FetchError> {
+        self.call_with_relogin(endpoint, reqwest::Method::GET, url)
+            .await
+    }
+
+    /// An authenticated call with the re-login rules described at the top;
+    /// returns the body of a SUCCESS.
+    async fn call_with_relogin(
+        &mut self,
+        endpoint: &'static str,
+        method: reqwest::Method,
+        url: Url,
+    ) -> Result<bytes::Bytes, FetchError> {
         let mut fresh = false;
         if self.session.is_none() {
             self.login().await?;
@@ -295,13 +344,13 @@ impl VaultClient {
         }
     }
 
-    /// One request with the current session, decoded by Vault's rules.
-    async fn exchange<T: DeserializeOwned>(
+    /// One request with the current session, checked by Vault's rules.
+    async fn exchange(
         &mut self,
         endpoint: &'static str,
         method: reqwest::Method,
         url: Url,
-    ) -> Result<(T, Option<String>), FetchError> {
+    ) -> Result<bytes::Bytes, FetchError> {
         let req = self.request(method, url, self.session.as_ref());
         self.calls.record(endpoint);
         let resp = http::send(req, endpoint, self.timeout, self.max_body).await?;
@@ -315,17 +364,7 @@ impl VaultClient {
             env.error_type.as_deref(),
             env.response_message.as_deref(),
         )?;
-        let Some(data) = env.data else {
-            return Err(FetchError::Decode {
-                endpoint,
-                detail: "SUCCESS without `data`".into(),
-            });
-        };
-        let value = serde_json::from_str(data.get()).map_err(|e| FetchError::Decode {
-            endpoint,
-            detail: format!("unexpected `data`: {e}"),
-        })?;
-        Ok((value, env.response_details.and_then(|d| d.next_page)))
+        Ok(resp.body)
     }
 
     /// `POST /api/{version}/auth`.

@@ -2,6 +2,7 @@
 //! ignored: Vault adds fields between versions, and one odd record must not
 //! make a whole list undecodable (numbers that are negative, fractional or
 //! strings decode as `None` and the record is judged later).
+#![allow(non_snake_case)] // Vault field names such as `user_name__v`.
 
 use std::collections::BTreeMap;
 
@@ -186,5 +187,52 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
             }
         }
         Ok(Lenient { items, skipped })
+    }
+}
+
+/// The body of Retrieve User (`GET /api/{version}/objects/users/{id}`).
+#[derive(Debug, Deserialize)]
+pub struct UsersResponse {
+    /// The users found (one for a lookup by id).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub users: Vec<UserNode>,
+}
+
+/// One entry of `users`.
+#[derive(Debug, Default, Deserialize)]
+pub struct UserNode {
+    /// The user record.
+    #[serde(default)]
+    pub user: Option<UserRecord>,
+}
+
+/// The fields of a user record the exporter uses.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+pub struct UserRecord {
+    /// User id.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub id: Option<u64>,
+    /// Login name.
+    pub user_name__v: Option<String>,
+    /// First name.
+    pub user_first_name__v: Option<String>,
+    /// Last name.
+    pub user_last_name__v: Option<String>,
+}
+
+impl UserRecord {
+    /// "First Last", or the login name, or nothing.
+    pub fn display_name(&self) -> Option<String> {
+        let first = self.user_first_name__v.as_deref().unwrap_or("").trim();
+        let last = self.user_last_name__v.as_deref().unwrap_or("").trim();
+        let full = format!("{first} {last}").trim().to_string();
+        if !full.is_empty() {
+            return Some(full);
+        }
+        self.user_name__v
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
     }
 }
