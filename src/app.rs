@@ -1,18 +1,24 @@
-//! Wiring: starts one poll task per target, the publisher and the HTTP
-//! server, and stops them all on shutdown.
+//! Wiring: a supervisor runs one poll task per target (of this replica's
+//! shard), the publisher and the HTTP server; a reload applies a new
+//! configuration without disturbing targets that did not change.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, TargetConfig};
 use crate::metrics::exposition::Hub;
 use crate::poller::{self, Readiness, Shared, Source, TargetState};
-use crate::server::{self, ServerState};
+use crate::server::{self, ReloadRequest, ServerState};
+use crate::shard::Shard;
+
+/// Reads the configuration again (for reloads).
+pub type Loader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -21,6 +27,22 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// Serve `POST /-/reload` (`--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
+    /// Poll only this replica's share of the targets.
+    pub shard: Option<Shard>,
+}
+
+impl ServeOptions {
+    /// Loopback, a free port, defaults otherwise (for tests).
+    pub fn loopback() -> Self {
+        ServeOptions {
+            listen: ([127, 0, 0, 1], 0).into(),
+            telemetry_path: "/metrics".into(),
+            enable_lifecycle: false,
+            shard: None,
+        }
+    }
 }
 
 /// Why the exporter could not start.
@@ -36,18 +58,177 @@ pub enum AppError {
     },
 }
 
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Targets started.
+    pub added: Vec<String>,
+    /// Targets stopped.
+    pub removed: Vec<String>,
+    /// Targets restarted with new settings (state kept).
+    pub changed: Vec<String>,
+    /// Targets left running as they were.
+    pub unchanged: usize,
+    /// Targets left to other shards.
+    pub other_shards: usize,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "added [{}], removed [{}], changed [{}], {} unchanged, {} on other shards",
+            self.added.join(", "),
+            self.removed.join(", "),
+            self.changed.join(", "),
+            self.unchanged,
+            self.other_shards
+        )
+    }
+}
+
+struct RunningTarget {
+    config: TargetConfig,
+    stop: CancellationToken,
+    handle: JoinHandle<TargetState>,
+}
+
+/// Owns the poll tasks.
+struct Supervisor {
+    shared: Shared,
+    permits: usize,
+    running: BTreeMap<String, RunningTarget>,
+    shutdown: CancellationToken,
+    shard: Option<Shard>,
+}
+
+impl Supervisor {
+    async fn apply(&mut self, config: Config) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        let mut wanted = BTreeMap::new();
+        for t in config.targets {
+            if self.shard.is_none_or(|s| s.owns(&t.name)) {
+                wanted.insert(t.name.clone(), t);
+            } else {
+                summary.other_shards += 1;
+            }
+        }
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            if !wanted.contains_key(&name) {
+                if let Some(r) = self.running.remove(&name) {
+                    r.stop.cancel();
+                    let _ = r.handle.await;
+                }
+                self.shared.hub.remove(&name);
+                self.shared.readiness.done(&name);
+                summary.removed.push(name);
+            }
+        }
+        for (name, target) in wanted {
+            let previous = match self.running.remove(&name) {
+                Some(r) if r.config == target => {
+                    self.running.insert(name, r);
+                    summary.unchanged += 1;
+                    continue;
+                }
+                Some(r) => {
+                    r.stop.cancel();
+                    summary.changed.push(name.clone());
+                    r.handle.await.ok()
+                }
+                None => {
+                    self.shared.readiness.wait_for(&name);
+                    summary.added.push(name.clone());
+                    None
+                }
+            };
+            let stop = self.shutdown.child_token();
+            let handle = tokio::spawn(poller::run_target(
+                target.clone(),
+                previous,
+                self.shared.clone(),
+                stop.clone(),
+            ));
+            self.running.insert(
+                name,
+                RunningTarget {
+                    config: target,
+                    stop,
+                    handle,
+                },
+            );
+        }
+        let want = config.exporter.max_concurrent_polls;
+        if want > self.permits {
+            self.shared.limiter.add_permits(want - self.permits);
+        } else if want < self.permits {
+            // Permits in use are taken back as they are released.
+            let gone = self.shared.limiter.forget_permits(self.permits - want);
+            if gone < self.permits - want {
+                let limiter = Arc::clone(&self.shared.limiter);
+                let rest = (self.permits - want - gone) as u32;
+                tokio::spawn(async move {
+                    if let Ok(p) = limiter.acquire_many(rest).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        self.permits = want;
+        summary
+    }
+
+    async fn stop_all(&mut self) {
+        for (_, r) in std::mem::take(&mut self.running) {
+            r.stop.cancel();
+            let _ = r.handle.await;
+        }
+    }
+}
+
+/// What reloads need; shared with the reload task.
+struct Control {
+    supervisor: Mutex<Supervisor>,
+    loader: Option<Loader>,
+    hub: Arc<Hub>,
+}
+
+impl Control {
+    async fn reload(&self) -> Result<ReloadSummary, String> {
+        let Some(loader) = &self.loader else {
+            return Err("this exporter was started without a configuration file to re-read".into());
+        };
+        match loader() {
+            Ok(config) => {
+                let summary = self.supervisor.lock().await.apply(config).await;
+                self.hub.set_reload_result(true);
+                tracing::info!(%summary, "configuration reloaded");
+                Ok(summary)
+            }
+            Err(e) => {
+                self.hub.set_reload_result(false);
+                tracing::error!(error = %e, "reload failed; the running configuration stays in force");
+                Err(e)
+            }
+        }
+    }
+}
+
 /// A running exporter.
 pub struct Exporter {
     addr: SocketAddr,
-    hub: Arc<Hub>,
+    control: Arc<Control>,
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
 }
 
 impl Exporter {
-    /// Binds the listener and starts polling and serving.
+    /// Binds the listener and starts polling and serving. `loader` re-reads
+    /// the configuration on reload (SIGHUP, `POST /-/reload`).
     pub async fn start(
         config: Config,
+        loader: Option<Loader>,
         opts: ServeOptions,
         shutdown: CancellationToken,
     ) -> Result<Exporter, AppError> {
@@ -62,21 +243,53 @@ impl Exporter {
             source,
         })?;
         let hub = Hub::new();
-        let readiness = Readiness::new(config.targets.iter().map(|t| t.name.as_str()));
+        hub.set_reload_result(true);
+        let readiness = Readiness::new(std::iter::empty());
         let shared = Shared {
             hub: Arc::clone(&hub),
-            limiter: Arc::new(Semaphore::new(config.exporter.max_concurrent_polls)),
+            limiter: Arc::new(Semaphore::new(0)),
             readiness: Arc::clone(&readiness),
         };
-        let mut tasks = JoinSet::new();
-        for target in config.targets {
-            tasks.spawn(poller::run_target(target, shared.clone(), shutdown.clone()));
+        let mut supervisor = Supervisor {
+            shared,
+            permits: 0,
+            running: BTreeMap::new(),
+            shutdown: shutdown.clone(),
+            shard: opts.shard,
+        };
+        let summary = supervisor.apply(config).await;
+        if let Some(shard) = opts.shard {
+            tracing::info!(%shard, polled = summary.added.len(), other_shards = summary.other_shards, "sharding targets");
         }
+        let control = Arc::new(Control {
+            supervisor: Mutex::new(supervisor),
+            loader,
+            hub: Arc::clone(&hub),
+        });
+        let mut tasks = JoinSet::new();
         let publisher = tokio::spawn(Arc::clone(&hub).run_publisher());
+        let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+        let reloads = Arc::clone(&control);
+        let reload_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    req = reload_rx.recv() => match req {
+                        Some(reply) => {
+                            let r = reloads.reload().await.map(|s| s.to_string());
+                            let _ = reply.send(r);
+                        }
+                        None => break,
+                    },
+                    _ = reload_shutdown.cancelled() => break,
+                }
+            }
+        });
         let state = Arc::new(ServerState {
             exposition: hub.subscribe(),
             readiness,
             telemetry_path: opts.telemetry_path,
+            reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
         });
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -88,7 +301,7 @@ impl Exporter {
         tracing::info!(address = %addr, "listening");
         Ok(Exporter {
             addr,
-            hub,
+            control,
             tasks,
             shutdown,
         })
@@ -101,17 +314,24 @@ impl Exporter {
 
     /// The hub (for tests that read the exposition directly).
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
+        &self.control.hub
+    }
+
+    /// Re-reads the configuration and applies it; on error the running
+    /// configuration stays in force.
+    pub async fn reload(&self) -> Result<ReloadSummary, String> {
+        self.control.reload().await
+    }
+
+    /// Applies a configuration directly.
+    pub async fn apply(&self, config: Config) -> ReloadSummary {
+        self.control.supervisor.lock().await.apply(config).await
     }
 
     /// Stops everything and waits for the poll tasks to log out.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
-    }
-
-    /// Waits until shutdown has been requested and everything has stopped.
-    pub async fn wait(mut self) {
+        self.control.supervisor.lock().await.stop_all().await;
         while self.tasks.join_next().await.is_some() {}
     }
 }

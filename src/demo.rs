@@ -34,7 +34,12 @@ impl Environment for DemoEnv {
 /// configuration that points at it.
 pub async fn start() -> Result<(Simulator, Config), DemoError> {
     let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimConfig::demo()).await?;
-    let toml = DEMO_TOML.replace(DEMO_SIM_URL, &sim.base_url());
-    let config = config::parse_str(&toml, "config/demo.toml (built in)", &DemoEnv)?;
+    let config = config_for(&sim.base_url())?;
     Ok((sim, config))
+}
+
+/// The demo configuration for a simulator at `base_url`.
+pub fn config_for(base_url: &str) -> Result<Config, config::ConfigError> {
+    let toml = DEMO_TOML.replace(DEMO_SIM_URL, base_url);
+    config::parse_str(&toml, "config/demo.toml (built in)", &DemoEnv)
 }

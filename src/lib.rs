@@ -25,5 +25,6 @@ pub mod poller;
 pub mod report;
 pub mod secret;
 pub mod server;
+pub mod shard;
 pub mod sim;
 pub mod upstream;

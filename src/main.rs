@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -10,6 +11,7 @@ use upload_session_exporter::app::{self, Exporter, ServeOptions};
 use upload_session_exporter::config::{self, Config};
 use upload_session_exporter::logging::{self, LogFormat, LogLevel};
 use upload_session_exporter::metrics::exposition::{REVISION, VERSION};
+use upload_session_exporter::shard::Shard;
 use upload_session_exporter::{demo, report, server};
 
 /// Used when `--config.file` is not given and this file exists.
@@ -64,6 +66,17 @@ struct Cli {
     /// Poll every target once, print the exposition to stdout and exit (1 if a target failed).
     #[arg(long)]
     once: bool,
+    /// Enable POST /-/reload (re-read the configuration, like SIGHUP).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
+    /// Poll only this replica's share of the targets: INDEX/COUNT, or
+    /// ordinal/COUNT to take INDEX from the host name (StatefulSet pods).
+    #[arg(
+        long,
+        value_name = "INDEX/COUNT",
+        env = "UPLOAD_SESSION_EXPORTER_SHARD"
+    )]
+    shard: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -121,11 +134,29 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
 
+    let shard = match cli
+        .shard
+        .as_deref()
+        .map(|s| Shard::parse(s, hostname().as_deref()))
+    {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("upload_session_exporter: --shard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
     // The demo simulator lives as long as this function.
     let mut _simulator = None;
+    let mut loader: Option<app::Loader> = None;
     let config = if cli.demo {
         match demo::start().await {
             Ok((sim, config)) => {
+                let url = sim.base_url();
+                loader = Some(Arc::new(move || {
+                    demo::config_for(&url).map_err(|e| e.to_string())
+                }));
                 _simulator = Some(sim);
                 config
             }
@@ -136,7 +167,14 @@ async fn run(cli: Cli) -> ExitCode {
         }
     } else {
         match load_config(cli.config_file.as_deref()) {
-            Ok(c) => c,
+            Ok(c) => {
+                if let Some(path) = c.source.clone() {
+                    loader = Some(Arc::new(move || {
+                        config::load(&path).map_err(|e| e.to_string())
+                    }));
+                }
+                c
+            }
             Err(msg) => {
                 eprintln!("{msg}");
                 return ExitCode::FAILURE;
@@ -200,9 +238,12 @@ async fn run(cli: Cli) -> ExitCode {
     let shutdown = CancellationToken::new();
     let exporter = match Exporter::start(
         config,
+        loader,
         ServeOptions {
             listen,
             telemetry_path: cli.telemetry_path.clone(),
+            enable_lifecycle: cli.enable_lifecycle,
+            shard,
         },
         shutdown.clone(),
     )
@@ -221,10 +262,53 @@ async fn run(cli: Cli) -> ExitCode {
             cli.telemetry_path
         );
     }
-    wait_for_signal().await;
+    run_until_stopped(&exporter).await;
     tracing::info!("shutting down");
     exporter.stop().await;
     ExitCode::SUCCESS
+}
+
+/// Reloads on SIGHUP; returns on SIGINT or SIGTERM.
+async fn run_until_stopped(exporter: &Exporter) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // Errors are logged by reload; the old configuration stays.
+                    let _ = exporter.reload().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = exporter;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The host name (for `--shard ordinal/COUNT`).
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, String> {
@@ -239,27 +323,4 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
         }
     };
     config::load(&path).map_err(|e| format!("upload_session_exporter: invalid configuration:\n{e}"))
-}
-
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::exposition::{Exposition, VERSION};
@@ -26,6 +26,9 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 /// Slow clients get this long to send their request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A reload asked for over HTTP; the reply says what changed or why not.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
 /// What the handlers read.
 pub struct ServerState {
     /// The latest exposition.
@@ -34,6 +37,8 @@ pub struct ServerState {
     pub readiness: Arc<Readiness>,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// Where `POST /-/reload` goes; `None` unless `--web.enable-lifecycle`.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 /// Parses a listen address; `:10157` means every interface, as in the Go
@@ -65,9 +70,14 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
             _ = shutdown.cancelled() => break,
         };
         let state = Arc::clone(&state);
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: Request<Incoming>| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(route(&req, &state)) }
+            async move {
+                if req.uri().path() == "/-/reload" {
+                    return Ok::<_, Infallible>(reload(&req, &state).await);
+                }
+                Ok::<_, Infallible>(route(&req, &state))
+            }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -85,6 +95,31 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
         .is_err()
     {
         tracing::debug!("some connections were still open at shutdown");
+    }
+}
+
+/// `POST /-/reload`, as Prometheus has it: 403 unless enabled.
+pub async fn reload<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
+    let Some(tx) = &state.reload else {
+        return text(StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n");
+    };
+    if req.method() != Method::POST && req.method() != Method::PUT {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Use POST to reload.\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+        return r;
+    }
+    let (reply, answer) = oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Shutting down.\n");
+    }
+    match answer.await {
+        Ok(Ok(summary)) => text(StatusCode::OK, &format!("Reloaded: {summary}.\n")),
+        Ok(Err(e)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Reload failed; the running configuration stays in force:\n{e}\n"),
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "Shutting down.\n"),
     }
 }
 
@@ -227,6 +262,7 @@ mod tests {
             exposition: rx,
             readiness: Readiness::new(ready.iter().copied()),
             telemetry_path: "/metrics".into(),
+            reload: None,
         }
     }
 

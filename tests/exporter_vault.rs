@@ -614,16 +614,9 @@ async fn exporter_serves_over_http_and_a_broken_target_disturbs_nothing() {
         t.poll_interval = Duration::from_secs(1);
     }
     let shutdown = CancellationToken::new();
-    let exporter = Exporter::start(
-        cfg,
-        ServeOptions {
-            listen: ([127, 0, 0, 1], 0).into(),
-            telemetry_path: "/metrics".into(),
-        },
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let exporter = Exporter::start(cfg, None, ServeOptions::loopback(), shutdown.clone())
+        .await
+        .unwrap();
     let base = format!("http://{}", exporter.addr());
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -752,10 +745,8 @@ async fn concurrent_polls_are_bounded() {
     let started = std::time::Instant::now();
     let exporter = Exporter::start(
         cfg,
-        ServeOptions {
-            listen: ([127, 0, 0, 1], 0).into(),
-            telemetry_path: "/metrics".into(),
-        },
+        None,
+        ServeOptions::loopback(),
         CancellationToken::new(),
     )
     .await

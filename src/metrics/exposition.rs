@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::sync::{watch, Notify};
 
 use super::{text, Family, Kind, TargetFragment};
@@ -29,6 +29,8 @@ pub struct Hub {
     changed: Notify,
     tx: watch::Sender<Arc<Exposition>>,
     registry: Registry,
+    reload_ok: Option<IntGauge>,
+    reload_time: Option<Gauge>,
 }
 
 /// Build information baked in at compile time.
@@ -60,13 +62,40 @@ impl Hub {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ));
         }
+        let reload_ok = IntGauge::new(
+            "upload_session_exporter_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (the running configuration is the file's), else 0.",
+        )
+        .ok()
+        .filter(|g| registry.register(Box::new(g.clone())).is_ok());
+        let reload_time = Gauge::new(
+            "upload_session_exporter_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration load (start or reload), Unix seconds.",
+        )
+        .ok()
+        .filter(|g| registry.register(Box::new(g.clone())).is_ok());
         let (tx, _) = watch::channel(Arc::new(Exposition::default()));
         Arc::new(Hub {
             fragments: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
             tx,
             registry,
+            reload_ok,
+            reload_time,
         })
+    }
+
+    /// Records the outcome of a configuration load and republishes.
+    pub fn set_reload_result(&self, ok: bool) {
+        if let Some(g) = &self.reload_ok {
+            g.set(i64::from(ok));
+        }
+        if ok {
+            if let Some(g) = &self.reload_time {
+                g.set(crate::model::now_millis() as f64 / 1000.0);
+            }
+        }
+        self.changed.notify_one();
     }
 
     /// Replaces a target's fragment and wakes the publisher.

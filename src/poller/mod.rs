@@ -113,6 +113,13 @@ impl Readiness {
         })
     }
 
+    /// Starts waiting for one more target (added by a reload).
+    pub fn wait_for(&self, target: &str) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(target.to_string());
+        }
+    }
+
     /// A target finished its first poll.
     pub fn done(&self, target: &str) {
         if let Ok(mut w) = self.waiting.lock() {
@@ -170,10 +177,23 @@ pub async fn poll_once(
     result.map(|_| ())
 }
 
-/// Runs the poll loop of one target until `shutdown`; logs out at the end.
-pub async fn run_target(target: TargetConfig, shared: Shared, shutdown: CancellationToken) {
+/// Runs the poll loop of one target until `shutdown`, logs out, and
+/// returns the target's state. A state handed in (after a reload changed
+/// the target) keeps its counters and history.
+pub async fn run_target(
+    target: TargetConfig,
+    previous: Option<TargetState>,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> TargetState {
     let name = target.name.clone();
-    let mut state = TargetState::for_target(&target);
+    let mut state = match previous {
+        Some(mut s) if s.kind() == target.kind.label() => {
+            s.reconfigure(&target);
+            s
+        }
+        _ => TargetState::for_target(&target),
+    };
     let mut source = match Source::new(&target) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -186,7 +206,7 @@ pub async fn run_target(target: TargetConfig, shared: Shared, shutdown: Cancella
     };
     let Some(source) = source.as_mut() else {
         shutdown.cancelled().await;
-        return;
+        return state;
     };
     // Spread the first polls of many targets a little (0 to a tenth of the
     // interval, at most 2 s).
@@ -241,6 +261,7 @@ pub async fn run_target(target: TargetConfig, shared: Shared, shutdown: Cancella
     }
     // Be a good guest: end the Vault session instead of leaving it open.
     let _ = tokio::time::timeout(Duration::from_secs(5), source.close()).await;
+    state
 }
 
 /// The wait before the next poll after `failures` consecutive failures.

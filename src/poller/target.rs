@@ -96,6 +96,19 @@ impl TargetState {
         )
     }
 
+    /// Applies a changed configuration of the same target (kept: counters,
+    /// history, last figures).
+    pub fn reconfigure(&mut self, target: &crate::config::TargetConfig) {
+        let fresh = TargetState::for_target(target);
+        self.rules = fresh.rules;
+        self.stale_after_ms = fresh.stale_after_ms;
+    }
+
+    /// The `kind` label.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// True once a poll (successful or not) has finished.
     pub fn polled(&self) -> bool {
         self.polled
