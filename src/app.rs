@@ -21,7 +21,7 @@ use crate::shard::Shard;
 pub type Loader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 /// Where and how to serve.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Listen address.
     pub listen: SocketAddr,
@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub enable_lifecycle: bool,
     /// Poll only this replica's share of the targets.
     pub shard: Option<Shard>,
+    /// TLS and basic auth.
+    pub web: Option<Arc<crate::web::WebConfigWatcher>>,
 }
 
 impl ServeOptions {
@@ -41,6 +43,7 @@ impl ServeOptions {
             telemetry_path: "/metrics".into(),
             enable_lifecycle: false,
             shard: None,
+            web: None,
         }
     }
 }
@@ -290,6 +293,7 @@ impl Exporter {
             readiness,
             telemetry_path: opts.telemetry_path,
             reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
+            web: opts.web,
         });
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -28,3 +28,4 @@ pub mod server;
 pub mod shard;
 pub mod sim;
 pub mod upstream;
+pub mod web;

@@ -12,6 +12,7 @@ use upload_session_exporter::config::{self, Config};
 use upload_session_exporter::logging::{self, LogFormat, LogLevel};
 use upload_session_exporter::metrics::exposition::{REVISION, VERSION};
 use upload_session_exporter::shard::Shard;
+use upload_session_exporter::web::WebConfigWatcher;
 use upload_session_exporter::{demo, report, server};
 
 /// Used when `--config.file` is not given and this file exists.
@@ -109,14 +110,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if let Some(path) = &cli.web_config_file {
-        eprintln!(
-            "upload_session_exporter: --web.config.file {}: TLS and basic auth are not supported by \
-             this version yet; serve /metrics on a private address or behind a TLS proxy for now",
-            path.display()
-        );
-        return ExitCode::FAILURE;
-    }
+    let web = match &cli.web_config_file {
+        None => None,
+        Some(path) => match WebConfigWatcher::new(path) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                eprintln!("upload_session_exporter: invalid --web.config.file: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     if !cli.telemetry_path.starts_with('/')
         || matches!(cli.telemetry_path.as_str(), "/" | "/-/healthy" | "/-/ready")
     {
@@ -244,6 +247,7 @@ async fn run(cli: Cli) -> ExitCode {
             telemetry_path: cli.telemetry_path.clone(),
             enable_lifecycle: cli.enable_lifecycle,
             shard,
+            web,
         },
         shutdown.clone(),
     )

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::exposition::{Exposition, VERSION};
 use crate::poller::Readiness;
+use crate::web::{Auth, WebConfig, WebConfigWatcher};
 
 /// The content type Prometheus expects for the text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,6 +40,8 @@ pub struct ServerState {
     pub telemetry_path: String,
     /// Where `POST /-/reload` goes; `None` unless `--web.enable-lifecycle`.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// TLS and basic auth (`--web.config.file`).
+    pub web: Option<Arc<WebConfigWatcher>>,
 }
 
 /// Parses a listen address; `:10157` means every interface, as in the Go
@@ -69,24 +72,25 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
             },
             _ = shutdown.cancelled() => break,
         };
+        let web = state.web.as_ref().and_then(|w| w.current());
         let state = Arc::clone(&state);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let state = Arc::clone(&state);
-            async move {
-                if req.uri().path() == "/-/reload" {
-                    return Ok::<_, Infallible>(reload(&req, &state).await);
-                }
-                Ok::<_, Infallible>(route(&req, &state))
-            }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        // The handshake runs in the connection's own task, so a slow or
+        // silent client cannot hold up the accept loop.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match web.as_ref().and_then(|w| w.tls().cloned()) {
+                Some(acceptor) => {
+                    if looks_like_plain_http(&stream).await {
+                        let _ = reject_plain_http(stream).await;
+                        return;
+                    }
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(tls, state, web, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+                None => serve_connection(stream, state, web, watcher).await,
             }
         });
     }
@@ -96,6 +100,90 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
     {
         tracing::debug!("some connections were still open at shutdown");
     }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    state: Arc<ServerState>,
+    web: Option<Arc<WebConfig>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let state = Arc::clone(&state);
+        let web = web.clone();
+        async move { Ok::<_, Infallible>(handle(req, &state, web.as_deref()).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Basic auth (except for the probes), then routing, then extra headers.
+async fn handle(
+    req: Request<Incoming>,
+    state: &ServerState,
+    web: Option<&WebConfig>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    // Probes stay open so that orchestrators need no credentials; they
+    // reveal nothing but "up" and "ready".
+    let probe = matches!(path, "/-/healthy" | "/-/ready");
+    if let Some(w) = web {
+        if !probe && w.requires_auth() {
+            let header = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if w.check(header).await == Auth::Denied {
+                let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"upload_session_exporter\""),
+                );
+                return r;
+            }
+        }
+    }
+    let mut r = if path == "/-/reload" {
+        reload(&req, state).await
+    } else {
+        route(&req, state)
+    };
+    if let Some(w) = web {
+        for (k, v) in &w.headers {
+            r.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    r
+}
+
+/// True if the first bytes on a TLS port are an HTTP request line.
+async fn looks_like_plain_http(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 8];
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut buf)).await {
+        Ok(Ok(n)) => {
+            let start = &buf[..n];
+            ["GET ", "HEAD", "POST", "PUT ", "DELE", "OPTI", "PATC"]
+                .iter()
+                .any(|m| start.starts_with(m.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
+/// What Go servers answer to plain HTTP on a TLS port.
+async fn reject_plain_http(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+        .await?;
+    stream.shutdown().await
 }
 
 /// `POST /-/reload`, as Prometheus has it: 403 unless enabled.
@@ -263,6 +351,7 @@ mod tests {
             readiness: Readiness::new(ready.iter().copied()),
             telemetry_path: "/metrics".into(),
             reload: None,
+            web: None,
         }
     }
 

@@ -198,10 +198,16 @@ fn shipped_configs_are_valid() {
 }
 
 #[test]
-fn web_config_is_refused_clearly_until_supported() {
-    let (code, _, err) = run(&["--web.config.file", "/etc/web.yml", "--demo"], &[]);
+fn a_missing_web_config_stops_the_start() {
+    let (code, _, err) = run(
+        &["--web.config.file", "/etc/nonexistent-web.yml", "--demo"],
+        &[],
+    );
     assert_eq!(code, 1);
-    assert!(err.contains("--web.config.file"), "{err}");
+    assert!(
+        err.contains("invalid --web.config.file: /etc/nonexistent-web.yml: cannot read"),
+        "{err}"
+    );
 }
 
 #[test]
