@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub shard: Option<Shard>,
     /// TLS and basic auth.
     pub web: Option<Arc<crate::web::WebConfigWatcher>>,
+    /// Applies `[exporter] log_level` at start and on reload.
+    pub log: Option<crate::logging::LogControl>,
 }
 
 impl ServeOptions {
@@ -44,6 +46,7 @@ impl ServeOptions {
             enable_lifecycle: false,
             shard: None,
             web: None,
+            log: None,
         }
     }
 }
@@ -103,10 +106,14 @@ struct Supervisor {
     running: BTreeMap<String, RunningTarget>,
     shutdown: CancellationToken,
     shard: Option<Shard>,
+    log: Option<crate::logging::LogControl>,
 }
 
 impl Supervisor {
     async fn apply(&mut self, config: Config) -> ReloadSummary {
+        if let Some(log) = &self.log {
+            log.set(config.exporter.log_level);
+        }
         let mut summary = ReloadSummary::default();
         let mut wanted = BTreeMap::new();
         for t in config.targets {
@@ -259,6 +266,7 @@ impl Exporter {
             running: BTreeMap::new(),
             shutdown: shutdown.clone(),
             shard: opts.shard,
+            log: opts.log.clone(),
         };
         let summary = supervisor.apply(config).await;
         if let Some(shard) = opts.shard {

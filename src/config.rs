@@ -46,12 +46,15 @@ pub struct Config {
 pub struct ExporterSettings {
     /// How many targets may be polled at the same moment.
     pub max_concurrent_polls: usize,
+    /// Overrides `--log.level`; applied again at every reload.
+    pub log_level: Option<crate::logging::LogLevel>,
 }
 
 impl Default for ExporterSettings {
     fn default() -> Self {
         ExporterSettings {
             max_concurrent_polls: DEFAULT_MAX_CONCURRENT_POLLS,
+            log_level: None,
         }
     }
 }
@@ -225,6 +228,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawExporter {
     max_concurrent_polls: Option<i64>,
+    log_level: Option<String>,
 }
 
 /// Keys that may stand in `[defaults]` and in a target.
@@ -427,6 +431,15 @@ fn validate_exporter(raw: RawExporter, problems: &mut Vec<Problem>) -> ExporterS
                 key: "exporter.max_concurrent_polls".into(),
                 message: format!("{n} is out of range; use a number from 1 to 1024"),
             });
+        }
+    }
+    if let Some(l) = raw.log_level {
+        match crate::logging::LogLevel::parse(&l) {
+            Some(level) => s.log_level = Some(level),
+            None => problems.push(Problem {
+                key: "exporter.log_level".into(),
+                message: format!("{l:?} is not a log level; use debug, info, warn or error"),
+            }),
         }
     }
     s

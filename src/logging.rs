@@ -6,8 +6,10 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// `--log.format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +34,19 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    fn as_str(self) -> &'static str {
+    /// Parses `debug`, `info`, `warn`, `error`.
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s.trim() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+
+    /// The name, as `--log.level` takes it.
+    pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
@@ -55,15 +69,49 @@ pub fn filter(level: LogLevel) -> EnvFilter {
     ))
 }
 
+/// Changes the log level of the running process.
+#[derive(Clone)]
+pub struct LogControl {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// The level of `--log.level`, used when the configuration sets none.
+    flag: LogLevel,
+}
+
+impl LogControl {
+    /// Applies the configuration's level, or the flag's when it has none.
+    pub fn set(&self, level: Option<LogLevel>) {
+        let level = level.unwrap_or(self.flag);
+        if self.handle.reload(filter(level)).is_ok() {
+            tracing::debug!(level = level.as_str(), "log level set");
+        }
+    }
+}
+
 /// Installs the global subscriber (stderr). Call once, from `main`.
-pub fn init(level: LogLevel, format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+pub fn init(level: LogLevel, format: LogFormat) -> Option<LogControl> {
+    let (filter_layer, handle) = reload::Layer::new(filter(level));
+    let registry = tracing_subscriber::registry().with(filter_layer);
+    let installed = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(Logfmt)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
+    installed.ok().map(|_| LogControl {
+        handle,
+        flag: level,
+    })
 }
 
 /// A logfmt event formatter.

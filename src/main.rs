@@ -95,7 +95,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_level, cli.log_format);
+    let log = logging::init(cli.log_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,10 +106,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, log))
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     let web = match &cli.web_config_file {
         None => None,
         Some(path) => match WebConfigWatcher::new(path) {
@@ -248,6 +248,7 @@ async fn run(cli: Cli) -> ExitCode {
             enable_lifecycle: cli.enable_lifecycle,
             shard,
             web,
+            log,
         },
         shutdown.clone(),
     )

@@ -324,3 +324,77 @@ fn sighup_reloads_the_running_binary() {
     assert!(ok_b, "b did not appear after SIGHUP");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn log_level_follows_the_configuration_on_reload() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(sim(vec![vault_spec("a", 1)]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.toml");
+    let target = target_toml("a", &sim.vault_url("a").unwrap(), "1s");
+    std::fs::write(&path, &target).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upload_session_exporter"))
+        .args([
+            "--config.file",
+            path.to_str().unwrap(),
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            "warn",
+        ])
+        .env("VAULT_PW", "demo")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let reloaded_within = |secs: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains("configuration reloaded") => return Some(l),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        None
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    hup(&child);
+    let quiet = reloaded_within(2);
+    std::fs::write(
+        &path,
+        format!("[exporter]\nlog_level = \"info\"\n\n{target}"),
+    )
+    .unwrap();
+    hup(&child);
+    let loud = reloaded_within(5);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    rt.block_on(sim.shutdown());
+    assert!(
+        quiet.is_none(),
+        "info line printed at --log.level warn: {quiet:?}"
+    );
+    let loud = loud.expect("no info line after log_level = \"info\"");
+    assert!(
+        loud.starts_with("ts=") && loud.contains("level=info"),
+        "{loud}"
+    );
+}
