@@ -29,6 +29,8 @@ const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 const DEFAULT_MAX_CONCURRENT_POLLS: usize = 16;
 const STALE_AFTER_POLLS: u32 = 5;
 const DEFAULT_AT_RISK_HORIZON: Duration = Duration::from_secs(12 * 3600);
+const DEFAULT_BURST_SHARE: f64 = 0.05;
+const DEFAULT_BURST_RESERVE: f64 = 0.1;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -76,6 +78,10 @@ pub struct TargetConfig {
     pub stale_after: Duration,
     /// A session with no progress is at risk once its expiry is this close.
     pub at_risk_horizon: Duration,
+    /// Share of a Vault's burst limit the exporter may spend (0–1].
+    pub burst_limit_share: f64,
+    /// Pause for a window when less than this share of the limit is left.
+    pub burst_limit_reserve: f64,
     /// Largest upstream response body accepted.
     pub max_response_bytes: u64,
     /// Kind-specific settings.
@@ -240,6 +246,8 @@ struct RawSettings {
     stall_after: Option<String>,
     stale_after: Option<String>,
     at_risk_horizon: Option<String>,
+    burst_limit_share: Option<f64>,
+    burst_limit_reserve: Option<f64>,
     max_response_size: Option<String>,
     api_version: Option<String>,
     client_id: Option<String>,
@@ -271,6 +279,8 @@ struct RawTarget {
     stall_after: Option<String>,
     stale_after: Option<String>,
     at_risk_horizon: Option<String>,
+    burst_limit_share: Option<f64>,
+    burst_limit_reserve: Option<f64>,
     max_response_size: Option<String>,
     api_version: Option<String>,
     client_id: Option<String>,
@@ -284,6 +294,8 @@ impl RawTarget {
             stall_after: self.stall_after.clone(),
             stale_after: self.stale_after.clone(),
             at_risk_horizon: self.at_risk_horizon.clone(),
+            burst_limit_share: self.burst_limit_share,
+            burst_limit_reserve: self.burst_limit_reserve,
             max_response_size: self.max_response_size.clone(),
             api_version: self.api_version.clone(),
             client_id: self.client_id.clone(),
@@ -304,6 +316,8 @@ impl RawSettings {
             at_risk_horizon: self
                 .at_risk_horizon
                 .or_else(|| fallback.at_risk_horizon.clone()),
+            burst_limit_share: self.burst_limit_share.or(fallback.burst_limit_share),
+            burst_limit_reserve: self.burst_limit_reserve.or(fallback.burst_limit_reserve),
             max_response_size: self
                 .max_response_size
                 .or_else(|| fallback.max_response_size.clone()),
@@ -527,6 +541,28 @@ fn validate_target(
         "at_risk_horizon",
         &mut problem,
     );
+    let burst_limit_share = match settings.burst_limit_share {
+        None => DEFAULT_BURST_SHARE,
+        Some(v) if v > 0.0 && v <= 1.0 => v,
+        Some(v) => {
+            problem(
+                "burst_limit_share",
+                format!("{v} is not a share; use a number above 0 and at most 1, e.g. 0.05 for 5%"),
+            );
+            DEFAULT_BURST_SHARE
+        }
+    };
+    let burst_limit_reserve = match settings.burst_limit_reserve {
+        None => DEFAULT_BURST_RESERVE,
+        Some(v) if (0.0..1.0).contains(&v) => v,
+        Some(v) => {
+            problem(
+                "burst_limit_reserve",
+                format!("{v} is not a share; use a number from 0 to below 1, e.g. 0.1 for 10%"),
+            );
+            DEFAULT_BURST_RESERVE
+        }
+    };
     let max_response_bytes = match settings.max_response_size.as_deref() {
         None => DEFAULT_MAX_RESPONSE_BYTES,
         Some(s) => {
@@ -731,6 +767,8 @@ fn validate_target(
         stall_after,
         stale_after,
         at_risk_horizon,
+        burst_limit_share,
+        burst_limit_reserve,
         max_response_bytes,
         kind: kind?,
     })

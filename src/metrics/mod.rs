@@ -84,6 +84,10 @@ families! {
         "Failed polls of the target by reason: auth, timeout, connect, http_status, api_error, decode, rate_limited.";
     ApiRequests => "upload_session_api_requests_total", Counter,
         "Upstream API calls made for the target, by endpoint.";
+    PollInterval => "upload_session_poll_interval_seconds", Gauge,
+        "Time until the target's next poll as last scheduled, in seconds: poll_interval, or longer while backing off after failures or sparing the Vault's API budget.";
+    ResponseDelay => "upload_session_api_response_delay_seconds", Gauge,
+        "Last X-VaultAPI-ResponseDelay header in seconds (0 when absent): Vault delays responses once its burst limit is spent.";
     BurstRemaining => "upload_session_api_burst_limit_remaining", Gauge,
         "Last X-VaultAPI-BurstLimitRemaining header: calls left in Vault's current 5-minute window (shared with every integration of that Vault).";
     BurstLimit => "upload_session_api_burst_limit", Gauge,

@@ -3,6 +3,7 @@
 //! them to the [`Hub`]. Failures back off exponentially; failed logins back
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
+pub mod budget;
 pub mod history;
 pub mod owners;
 pub mod target;
@@ -213,6 +214,7 @@ pub async fn run_target(
     let spread = (target.poll_interval / 10).min(Duration::from_secs(2));
     let mut next = Instant::now() + jitter(spread, spread);
     let mut failures: u32 = 0;
+    let mut throttled = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -249,6 +251,33 @@ pub async fn run_target(
                 delay
             }
         };
+        let (delay, why) = match state.burst() {
+            Some(burst) => budget::stretch(
+                delay,
+                burst,
+                state.last_poll_calls(),
+                budget::Budget {
+                    share: target.burst_limit_share,
+                    reserve: target.burst_limit_reserve,
+                },
+            ),
+            None => (delay, None),
+        };
+        if why != throttled {
+            match why {
+                Some(w) => tracing::warn!(
+                    target = %name,
+                    next_poll_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
+                    "sparing the Vault's API budget: {}",
+                    w.describe()
+                ),
+                None => {
+                    tracing::info!(target = %name, "API budget fine again; polling at the normal interval")
+                }
+            }
+            throttled = why;
+        }
+        state.set_interval(delay);
         shared.hub.publish(&name, state.render());
         shared.readiness.done(&name);
         // Next start is measured from this start, so the interval is the
@@ -311,6 +340,8 @@ mod tests {
             stall_after: Duration::from_secs(1800),
             stale_after: Duration::from_secs(300),
             at_risk_horizon: Duration::from_secs(3600),
+            burst_limit_share: 0.05,
+            burst_limit_reserve: 0.1,
             max_response_bytes: 1 << 20,
             kind: KindConfig::Vault(VaultConfig {
                 api_version: "v25.2".into(),

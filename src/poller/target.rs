@@ -59,6 +59,10 @@ pub struct TargetState {
     ended: BTreeMap<(String, Outcome), u64>,
     burst: Option<BurstInfo>,
     history: History,
+    /// Calls of the last poll (for the budget).
+    last_poll_calls: u64,
+    /// The wait scheduled after the last poll.
+    interval: Option<std::time::Duration>,
 }
 
 impl TargetState {
@@ -79,6 +83,8 @@ impl TargetState {
             ended: BTreeMap::new(),
             burst: None,
             history: History::default(),
+            last_poll_calls: 0,
+            interval: None,
         }
     }
 
@@ -129,8 +135,24 @@ impl TargetState {
         self.errors[reason as usize]
     }
 
+    /// The latest limit headers, if the upstream sends them.
+    pub fn burst(&self) -> Option<BurstInfo> {
+        self.burst
+    }
+
+    /// Upstream calls made by the last poll.
+    pub fn last_poll_calls(&self) -> u64 {
+        self.last_poll_calls
+    }
+
+    /// Records the wait scheduled before the next poll.
+    pub fn set_interval(&mut self, wait: std::time::Duration) {
+        self.interval = Some(wait);
+    }
+
     /// Adds upstream calls to the request counters.
     pub fn count_calls(&mut self, calls: Vec<(&'static str, u64)>) {
+        self.last_poll_calls = calls.iter().map(|(_, n)| n).sum();
         for (endpoint, n) in calls {
             *self.api_requests.entry(endpoint).or_default() += n;
         }
@@ -300,7 +322,22 @@ impl TargetState {
                 Value::U(*n),
             );
         }
+        if let Some(i) = self.interval {
+            f.sample(
+                Family::PollInterval,
+                &[("target", t)],
+                Value::F(i.as_secs_f64()),
+            );
+        }
         if let Some(b) = self.burst {
+            f.sample(
+                Family::ResponseDelay,
+                &[("target", t)],
+                Value::Millis(
+                    b.response_delay_ms
+                        .map_or(0, |d| i64::try_from(d).unwrap_or(i64::MAX)),
+                ),
+            );
             if let Some(r) = b.remaining {
                 f.sample(Family::BurstRemaining, &[("target", t)], Value::U(r));
             }

@@ -37,6 +37,8 @@ pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
         stall_after: Duration::from_secs(30 * 60),
         stale_after: Duration::from_secs(300),
         at_risk_horizon: Duration::from_secs(12 * 3600),
+        burst_limit_share: 0.05,
+        burst_limit_reserve: 0.1,
         max_response_bytes: 1024 * 1024,
         kind: KindConfig::Vault(VaultConfig {
             api_version: "v25.2".into(),
