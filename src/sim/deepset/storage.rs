@@ -80,17 +80,17 @@ pub(crate) fn presign(
     );
     let credential = format!("{ACCESS_KEY_ID}/{day}/{REGION}/s3/aws4_request");
     let prefix = format!("{workspace}/{session_id}/");
-    let policy = json!({
-        "expiration": policy_time(expires),
-        "conditions": [
-            {"bucket": bucket_name(workspace)},
-            ["starts-with", "$key", prefix],
-            {"x-amz-algorithm": ALGORITHM},
-            {"x-amz-credential": credential},
-            {"x-amz-date": date},
-        ]
-    });
-    let policy = B64.encode(policy.to_string());
+    let policy = Policy {
+        expiration: policy_time(expires),
+        conditions: vec![
+            json!({"bucket": bucket_name(workspace)}),
+            json!(["starts-with", "$key", prefix]),
+            json!({"x-amz-algorithm": ALGORITHM}),
+            json!({"x-amz-credential": credential}),
+            json!({"x-amz-date": date}),
+        ],
+    };
+    let policy = B64.encode(super::wire::to_json(&policy));
     Fields {
         key: format!("{prefix}{FILENAME_VAR}"),
         algorithm: ALGORITHM.to_owned(),
@@ -99,6 +99,13 @@ pub(crate) fn presign(
         signature: sign(secret, &policy),
         policy,
     }
+}
+
+/// A POST policy, in boto3's key order.
+#[derive(Serialize)]
+struct Policy {
+    expiration: String,
+    conditions: Vec<Value>,
 }
 
 /// `2025-03-15T09:26:53Z` (boto3's policy expiration format).
@@ -470,6 +477,8 @@ mod tests {
         );
         assert_eq!(f.date, "20250314T092653Z");
         assert_eq!(f.signature.len(), 64);
+        let raw = B64.decode(&f.policy).unwrap_or_default();
+        assert!(raw.starts_with(br#"{"expiration":"2025-03-15T09:26:53Z","conditions":[{"bucket":"deepset-sim-default"},"#));
         let policy: Value =
             serde_json::from_slice(&B64.decode(&f.policy).unwrap_or_default()).unwrap_or_default();
         assert_eq!(policy["expiration"], "2025-03-15T09:26:53Z");
