@@ -133,7 +133,7 @@
 //! seeded into a `CLOSED` session, until [`DeepsetControl::ingest_now`].
 //!
 //! No rate limits apply unless injected ([`DeepsetControl::inject`],
-//! e.g. [`FaultKind::TooManyRequests`](super::FaultKind::TooManyRequests)).
+//! e.g. [`FaultKind::TooManyRequests`]).
 
 mod demo;
 mod query;
