@@ -211,41 +211,15 @@ impl WebConfig {
 }
 
 fn parse_basic(header: &str) -> Option<(String, String)> {
-    use base64_decode::decode;
+    use base64::Engine;
     let encoded = header
         .strip_prefix("Basic ")
         .or_else(|| header.strip_prefix("basic "))?;
-    let decoded = String::from_utf8(decode(encoded.trim())?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
-/// A small standard-alphabet base64 decoder (the only use in the crate).
-mod base64_decode {
-    pub fn decode(s: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(s.len() * 3 / 4);
-        let mut buf = 0u32;
-        let mut bits = 0;
-        for c in s.bytes() {
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => break,
-                _ => return None,
-            };
-            buf = (buf << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((buf >> bits) as u8);
-                buf &= (1 << bits) - 1;
-            }
-        }
-        Some(out)
-    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (user, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some((user, password))
 }
 
 fn build_tls(t: RawTls, dir: &Path, files: &mut Vec<PathBuf>) -> Result<TlsAcceptor, String> {

@@ -31,6 +31,7 @@ fn idle_with(vaults: Vec<VaultSpec>) -> SimConfig {
         scenario: Scenario::Idle,
         seed: 1,
         vaults,
+        deepset: Vec::new(),
     }
 }
 

@@ -1,15 +1,17 @@
-//! `upload_session_sim`: runs the Veeva Vault File Staging simulator
-//! standalone, e.g. for demos or to point an exporter at.
+//! `upload_session_sim`: runs the upstream simulator (Veeva Vault File
+//! Staging and deepset Cloud) standalone, e.g. for demos or to point an
+//! exporter at.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use upload_session_exporter::sim::deepset::DEMO_API_KEY;
 use upload_session_exporter::sim::{
     SimConfig, Simulator, DEMO_PASSWORD, DEMO_USERNAME, UPLOADER_PASSWORD,
 };
 
-/// Simulator of Veeva Vault File Staging upload sessions.
+/// Simulator of Veeva Vault File Staging and deepset Cloud upload sessions.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -59,6 +61,23 @@ async fn main() -> ExitCode {
             (v.name.clone(), names)
         })
         .collect();
+    let workspaces: Vec<(String, Vec<(String, String)>)> = config
+        .deepset
+        .iter()
+        .map(|w| {
+            let users = w
+                .users
+                .iter()
+                .map(|u| {
+                    (
+                        format!("{} {}", u.given_name, u.family_name),
+                        u.api_key.clone(),
+                    )
+                })
+                .collect();
+            (w.workspace.clone(), users)
+        })
+        .collect();
     let sim = match Simulator::start(args.listen, config).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -90,6 +109,21 @@ async fn main() -> ExitCode {
         "  e.g. curl -s -X POST {}/api/v25.2/auth -d username={DEMO_USERNAME} -d password={DEMO_PASSWORD}",
         sim.base_url()
     );
+    if !workspaces.is_empty() {
+        println!("deepset Cloud simulator at {}", sim.deepset_url());
+        for (name, users) in &workspaces {
+            println!("  workspace {name}");
+            for (who, key) in users {
+                println!("    API key {key:<16} {who}");
+            }
+        }
+        if let Some((name, _)) = workspaces.first() {
+            println!(
+                "  e.g. curl -s -H 'Authorization: Bearer {DEMO_API_KEY}' {}/api/v1/workspaces/{name}/upload_sessions",
+                sim.deepset_url()
+            );
+        }
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     sim.shutdown().await;

@@ -1,5 +1,8 @@
-//! Fault injection: rules that make a vault misbehave on purpose (gateway
-//! errors, broken bodies, hangs...), so clients can be tested against them.
+//! Fault injection: rules that make a simulated API misbehave on purpose
+//! (gateway errors, broken bodies, hangs, rate limiting...), so clients can
+//! be tested against them. [`FaultKind`] is shared by every simulated API;
+//! [`FaultRule`] is generic over the API's endpoint enum ([`Endpoint`] for
+//! Vault, [`DeepsetEndpoint`](super::DeepsetEndpoint) for deepset).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -32,21 +35,23 @@ pub enum Endpoint {
     AbortSession,
 }
 
-/// One fault to inject into a vault's responses.
+/// One fault to inject into a simulated API's responses; `E` is the API's
+/// endpoint enum (Vault's [`Endpoint`] unless said otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FaultRule {
+pub struct FaultRule<E = Endpoint> {
     /// Which endpoint it hits; `None` hits every endpoint.
-    pub endpoint: Option<Endpoint>,
+    pub endpoint: Option<E>,
     /// What goes wrong.
     pub kind: FaultKind,
     /// How many requests it hits before it disarms; `None` = until
-    /// [`VaultControl::clear_faults`](super::VaultControl::clear_faults).
+    /// cleared ([`VaultControl::clear_faults`](super::VaultControl::clear_faults),
+    /// [`DeepsetControl::clear_faults`](super::DeepsetControl::clear_faults)).
     pub times: Option<u32>,
 }
 
-impl FaultRule {
+impl<E> FaultRule<E> {
     /// A rule hitting `endpoint` (or every endpoint) until cleared.
-    pub fn always(endpoint: Option<Endpoint>, kind: FaultKind) -> Self {
+    pub fn always(endpoint: Option<E>, kind: FaultKind) -> Self {
         Self {
             endpoint,
             kind,
@@ -55,7 +60,7 @@ impl FaultRule {
     }
 
     /// A rule hitting the next `times` matching requests.
-    pub fn times(endpoint: Option<Endpoint>, kind: FaultKind, times: u32) -> Self {
+    pub fn times(endpoint: Option<E>, kind: FaultKind, times: u32) -> Self {
         Self {
             endpoint,
             kind,
@@ -64,7 +69,16 @@ impl FaultRule {
     }
 }
 
-/// The ways a simulated vault can misbehave.
+/// The ways a simulated API can misbehave.
+///
+/// Faults act in front of the application, like a gateway: they fire
+/// before authentication. On deepset endpoints, the Vault-only kinds mean:
+/// `VaultFailure` → HTTP 500 `{"detail": message}` (an application error);
+/// `HtmlSignIn` → HTTP 200 sign-in page (an SSO proxy);
+/// `WrongVersionTrap` → ignored (deepset has no API versions to get wrong).
+/// 401, 422 and 502 answers are [`HttpStatus`](Self::HttpStatus) faults,
+/// built by [`unauthorized`](Self::unauthorized),
+/// [`validation`](Self::validation) and [`bad_gateway`](Self::bad_gateway).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultKind {
     /// HTTP 200 with a Vault `FAILURE` body carrying this error type.
@@ -106,16 +120,78 @@ pub enum FaultKind {
     /// `INVALID_SESSION_ID` on every call but `/auth`, as a vault that does
     /// not serve the requested API version answers.
     WrongVersionTrap,
+    /// HTTP 429 with `Retry-After: {retry_after}` and
+    /// `{"detail":"Too many requests"}` (the request is not processed).
+    TooManyRequests {
+        /// Seconds in the `Retry-After` header.
+        retry_after: u64,
+    },
 }
 
-/// A vault's armed fault rules.
-#[derive(Debug, Default)]
-pub(crate) struct FaultSet {
-    rules: Mutex<Vec<FaultRule>>,
+impl FaultKind {
+    /// HTTP 401 `{"detail":"Not authenticated"}`, as FastAPI answers a
+    /// rejected API key (e.g. one revoked between two polls).
+    pub fn unauthorized() -> Self {
+        Self::HttpStatus {
+            status: 401,
+            content_type: "application/json".to_owned(),
+            body: r#"{"detail":"Not authenticated"}"#.to_owned(),
+        }
+    }
+
+    /// HTTP 422 with a FastAPI validation body (an API that changed its
+    /// parameter rules under the client).
+    pub fn validation() -> Self {
+        Self::HttpStatus {
+            status: 422,
+            content_type: "application/json".to_owned(),
+            body: r#"{"detail":[{"type":"less_than_equal","loc":["query","limit"],"msg":"Input should be less than or equal to 50","input":"100","ctx":{"le":50}}]}"#.to_owned(),
+        }
+    }
+
+    /// HTTP 502 with the HTML page of a load balancer (deepset answers this
+    /// under load).
+    pub fn bad_gateway() -> Self {
+        Self::HttpStatus {
+            status: 502,
+            content_type: "text/html".to_owned(),
+            body: "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n".to_owned(),
+        }
+    }
 }
 
-impl FaultSet {
-    pub(crate) fn push(&self, rule: FaultRule) {
+/// An endpoint enum faults can target.
+pub(crate) trait FaultTarget: Copy + PartialEq {
+    /// Whether a rule of `kind` passes this endpoint by (it neither fires
+    /// nor is consumed).
+    fn spared_by(self, _kind: &FaultKind) -> bool {
+        false
+    }
+}
+
+impl FaultTarget for Endpoint {
+    fn spared_by(self, kind: &FaultKind) -> bool {
+        // The version trap lets logins through: that is the trap.
+        *kind == FaultKind::WrongVersionTrap && self == Endpoint::Auth
+    }
+}
+
+/// The armed fault rules of a vault or deepset workspace.
+#[derive(Debug)]
+pub(crate) struct FaultSet<E = Endpoint> {
+    rules: Mutex<Vec<FaultRule<E>>>,
+}
+
+impl<E> Default for FaultSet<E> {
+    fn default() -> Self {
+        Self {
+            rules: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<E: FaultTarget> FaultSet<E> {
+    pub(crate) fn push(&self, rule: FaultRule<E>) {
         if rule.times == Some(0) {
             return; // would never fire
         }
@@ -128,12 +204,10 @@ impl FaultSet {
 
     /// The fault for a request to `endpoint`, if any; consumes one use of
     /// the first matching rule (rules fire in insertion order).
-    pub(crate) fn take(&self, endpoint: Endpoint) -> Option<FaultKind> {
+    pub(crate) fn take(&self, endpoint: E) -> Option<FaultKind> {
         let mut rules = lock(&self.rules);
         let idx = rules.iter().position(|r| {
-            (r.endpoint.is_none() || r.endpoint == Some(endpoint))
-                // The version trap lets logins through: that is the trap.
-                && !(r.kind == FaultKind::WrongVersionTrap && endpoint == Endpoint::Auth)
+            (r.endpoint.is_none() || r.endpoint == Some(endpoint)) && !endpoint.spared_by(&r.kind)
         })?;
         let kind = rules[idx].kind.clone();
         if let Some(n) = rules[idx].times.as_mut() {

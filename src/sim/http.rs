@@ -1,9 +1,9 @@
 //! The HTTP/1.1 server: accepts connections, routes each request to the
 //! simulated site that owns its path, and shuts down gracefully.
 //!
-//! Routing is by path prefix (see [`Server::route`]); a new simulated API
-//! (e.g. deepset under `/deepset/...`) gets a [`Site`] variant and a branch
-//! there.
+//! Routing is by path prefix (see [`Server::route`]): Vault under `/api`
+//! and `/vaults/{name}`, deepset under `/deepset`. A new simulated API gets
+//! a [`Site`] variant and a branch there.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::deepset::{self, Deepset};
 use super::vault::{self, Vault};
 
 /// How long shutdown waits for in-flight requests.
@@ -70,12 +71,15 @@ enum Site<'a> {
         mount: &'a str,
         rest: &'a str,
     },
+    /// deepset, with the `rest` of the path after `/deepset`.
+    Deepset { rest: &'a str },
 }
 
 /// Everything the request handlers share.
 #[derive(Debug)]
 pub(crate) struct Server {
     vaults: Vec<Arc<Vault>>,
+    deepset: Arc<Deepset>,
     local_addr: SocketAddr,
     shutdown: ShutdownSignal,
 }
@@ -83,19 +87,27 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn new(
         vaults: Vec<Arc<Vault>>,
+        deepset: Arc<Deepset>,
         local_addr: SocketAddr,
         shutdown: ShutdownSignal,
     ) -> Self {
         Self {
             vaults,
+            deepset,
             local_addr,
             shutdown,
         }
     }
 
     /// Maps a path to its site: `/vaults/{name}/...` to that vault, `/api`
-    /// and `/api/...` to the first vault.
+    /// and `/api/...` to the first vault, `/deepset` and `/deepset/...` to
+    /// deepset.
     fn route<'a>(&self, path: &'a str) -> Option<Site<'a>> {
+        if let Some(rest) = path.strip_prefix(deepset::MOUNT) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return Some(Site::Deepset { rest });
+            }
+        }
         if path == "/api" || path.starts_with("/api/") {
             return (!self.vaults.is_empty()).then_some(Site::Vault {
                 index: 0,
@@ -132,6 +144,13 @@ impl Server {
                     Some(v) => v.serve(req, rest, &ctx).await,
                     None => Ok(not_found()),
                 }
+            }
+            Some(Site::Deepset { rest }) => {
+                let ctx = deepset::Ctx {
+                    host: &host,
+                    shutdown: &self.shutdown,
+                };
+                self.deepset.serve(req, rest, &ctx).await
             }
             None => Ok(not_found()),
         }
@@ -211,6 +230,7 @@ mod tests {
         let (_tx, rx) = watch::channel(false);
         Server::new(
             vaults,
+            Arc::new(Deepset::new(Vec::new(), &clock)),
             SocketAddr::from(([127, 0, 0, 1], 1)),
             ShutdownSignal::new(rx),
         )
@@ -247,5 +267,13 @@ mod tests {
         assert_eq!(s.route("/apix"), None);
         assert_eq!(s.route("/"), None);
         assert_eq!(s.route("/vaults/"), None);
+        assert_eq!(
+            s.route("/deepset/api/v1/workspaces"),
+            Some(Site::Deepset {
+                rest: "/api/v1/workspaces"
+            })
+        );
+        assert_eq!(s.route("/deepset"), Some(Site::Deepset { rest: "" }));
+        assert_eq!(s.route("/deepsets/api"), None);
     }
 }

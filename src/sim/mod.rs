@@ -1,8 +1,11 @@
-//! A simulator of Veeva Vault File Staging (resumable upload sessions),
-//! faithful to the documented wire format, for tests and demos.
+//! A simulator of the upstream APIs of resumable upload sessions — Veeva
+//! Vault File Staging and deepset Cloud — faithful to the documented wire
+//! formats, for tests and demos.
 //!
 //! One HTTP/1.1 server hosts several simulated Vaults: each is served under
 //! `/vaults/{name}` and the first one is also served at the root (`/api/...`).
+//! The same server hosts deepset workspaces under `/deepset` (see
+//! [`deepset`] for its routes and exact semantics).
 //! Every Vault answers like the real one: HTTP 200 with `responseStatus`,
 //! `errors: [{type, message}]` on `FAILURE`, and the `X-VaultAPI-*` headers.
 //! Time is a [simulated clock](Simulator::advance), so tests can cross
@@ -22,6 +25,7 @@
 
 mod clock;
 mod cursor;
+pub mod deepset;
 mod demo;
 mod faults;
 mod http;
@@ -35,9 +39,14 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use deepset::{
+    DeepsetControl, DeepsetEndpoint, DeepsetFileView, DeepsetSessionSeed, DeepsetSessionView,
+    DeepsetSpec, DeepsetUser, FileSeed,
+};
 pub use faults::{Endpoint, FaultKind, FaultRule};
 
 use clock::SimClock;
+use deepset::Deepset;
 use vault::Vault;
 
 /// API versions a vault serves unless configured otherwise.
@@ -82,12 +91,16 @@ pub struct SimConfig {
     pub seed: u64,
     /// The simulated vaults; the first is also served at the root.
     pub vaults: Vec<VaultSpec>,
+    /// The simulated deepset workspaces (under `/deepset`).
+    pub deepset: Vec<DeepsetSpec>,
 }
 
 impl SimConfig {
     /// [`Scenario::Demo`] with the default vault set: "main" (vault 1000,
     /// the demo admin and four uploaders) and "sitevault" (vault 2000, the
-    /// same demo login and three uploaders).
+    /// same demo login and three uploaders); and deepset workspace
+    /// "default" with the demo user and five more (API keys
+    /// `demo-api-key-2` to `demo-api-key-6`).
     pub fn demo() -> Self {
         let mut main = VaultSpec::new("main", 1000);
         main.display_name = "Demo Vault".to_owned();
@@ -110,14 +123,18 @@ impl SimConfig {
             20001401,
             &[("Amara", "Okafor"), ("Tomas", "Garcia"), ("Ingrid", "Berg")],
         ));
+        let mut default = DeepsetSpec::new("default");
+        default.users.extend(deepset_demo_users());
         Self {
             scenario: Scenario::Demo,
             seed: 1,
             vaults: vec![main, site],
+            deepset: vec![default],
         }
     }
 
-    /// [`Scenario::Idle`] with just the "main" vault (vault 1000, demo user).
+    /// [`Scenario::Idle`] with just the "main" vault (vault 1000, demo user)
+    /// and deepset workspace "default" (the demo user).
     pub fn idle() -> Self {
         let mut main = VaultSpec::new("main", 1000);
         main.display_name = "Demo Vault".to_owned();
@@ -125,8 +142,26 @@ impl SimConfig {
             scenario: Scenario::Idle,
             seed: 1,
             vaults: vec![main],
+            deepset: vec![DeepsetSpec::new("default")],
         }
     }
+}
+
+/// The demo's deepset users besides [`DeepsetUser::demo`].
+fn deepset_demo_users() -> Vec<DeepsetUser> {
+    [
+        ("3b9e2c1a-5d4f-4e8a-b7c6-0a1b2c3d4e01", "Noah", "Becker"),
+        ("3b9e2c1a-5d4f-4e8a-b7c6-0a1b2c3d4e02", "Aiko", "Tanaka"),
+        ("3b9e2c1a-5d4f-4e8a-b7c6-0a1b2c3d4e03", "Sofia", "Marin"),
+        ("3b9e2c1a-5d4f-4e8a-b7c6-0a1b2c3d4e04", "Yusuf", "Demir"),
+        ("3b9e2c1a-5d4f-4e8a-b7c6-0a1b2c3d4e05", "Elena", "Novak"),
+    ]
+    .iter()
+    .zip(2..)
+    .map(|(&(id, given, family), n)| {
+        DeepsetUser::new(id, given, family, &format!("{}-{n}", deepset::DEMO_API_KEY))
+    })
+    .collect()
 }
 
 /// Non-admin uploader users with consecutive ids and
@@ -365,6 +400,7 @@ pub struct Simulator {
     addr: SocketAddr,
     clock: Arc<SimClock>,
     vaults: Vec<Arc<Vault>>,
+    deepset: Arc<Deepset>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -390,9 +426,15 @@ impl Simulator {
             .into_iter()
             .map(|spec| Arc::new(Vault::new(spec, Arc::clone(&clock))))
             .collect();
+        let deepset = Arc::new(Deepset::new(config.deepset, &clock));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let signal = http::ShutdownSignal::new(shutdown_rx);
-        let server = Arc::new(http::Server::new(vaults.clone(), addr, signal.clone()));
+        let server = Arc::new(http::Server::new(
+            vaults.clone(),
+            Arc::clone(&deepset),
+            addr,
+            signal.clone(),
+        ));
         let mut tasks = vec![tokio::spawn(http::run(listener, server))];
         if config.scenario == Scenario::Demo {
             let controls = vaults
@@ -401,13 +443,28 @@ impl Simulator {
                     inner: Arc::clone(v),
                 })
                 .collect();
-            tasks.push(tokio::spawn(demo::run(controls, config.seed, signal)));
+            tasks.push(tokio::spawn(demo::run(
+                controls,
+                config.seed,
+                signal.clone(),
+            )));
+            let workspaces = deepset
+                .workspaces()
+                .iter()
+                .filter_map(|w| deepset.control(&w.spec.workspace))
+                .collect();
+            tasks.push(tokio::spawn(deepset::run_demo(
+                workspaces,
+                config.seed,
+                signal,
+            )));
         }
         tracing::info!(%addr, "upload session simulator listening");
         Ok(Simulator {
             addr,
             clock,
             vaults,
+            deepset,
             shutdown_tx,
             tasks,
         })
@@ -425,6 +482,18 @@ impl Simulator {
             .iter()
             .any(|v| v.spec.name == name)
             .then(|| format!("{}/vaults/{name}", self.base_url()))
+    }
+
+    /// `http://{addr}/deepset` (loopback if bound to a wildcard address):
+    /// the base of deepset's `/api/v1/...` (in place of
+    /// `https://api.cloud.deepset.ai`).
+    pub fn deepset_url(&self) -> String {
+        format!("{}{}", self.base_url(), deepset::MOUNT)
+    }
+
+    /// Control handle of a deepset workspace.
+    pub fn deepset(&self, workspace: &str) -> Option<DeepsetControl> {
+        self.deepset.control(workspace)
     }
 
     /// `http://{addr}`, the root where the first vault is also served.
@@ -479,9 +548,12 @@ impl Drop for Simulator {
 
 /// Rejects configurations the server cannot route or serve sensibly.
 fn validate(config: &SimConfig) -> Result<(), SimError> {
-    if config.vaults.is_empty() {
-        return Err(SimError::Config("at least one vault is needed".to_owned()));
+    if config.vaults.is_empty() && config.deepset.is_empty() {
+        return Err(SimError::Config(
+            "at least one vault or deepset workspace is needed".to_owned(),
+        ));
     }
+    deepset::validate(&config.deepset).map_err(SimError::Config)?;
     for (i, v) in config.vaults.iter().enumerate() {
         let name_ok = !v.name.is_empty()
             && v.name

@@ -729,6 +729,7 @@ impl Vault {
             st.burst.tick(now, self.spec.burst_limit)
         };
         let fault = endpoint.and_then(|ep| self.faults.take(ep));
+        let mut retry_after = None;
         let reply = match fault {
             None => self.handle(route, req, ctx).await,
             Some(FaultKind::Hang) => {
@@ -773,8 +774,21 @@ impl Vault {
             Some(FaultKind::WrongVersionTrap) => {
                 Reply::json(StatusCode::OK, VaultError::invalid_session().body())
             }
+            // Vault itself delays rather than rejects; a 429 comes from a
+            // gateway in front of it.
+            Some(FaultKind::TooManyRequests { retry_after: secs }) => {
+                retry_after = Some(secs);
+                Reply::gateway(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "application/json",
+                    Bytes::from_static(br#"{"detail":"Too many requests"}"#),
+                )
+            }
         };
-        let resp = self.finish(reply, burst);
+        let mut resp = self.finish(reply, burst);
+        if let Some(secs) = retry_after {
+            put(resp.headers_mut(), "retry-after", &secs.to_string());
+        }
         if burst.delayed {
             ctx.shutdown.sleep(self.spec.response_delay).await;
         }
