@@ -10,6 +10,8 @@ pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 pub const DEMO_SIM_URL: &str = "http://127.0.0.1:10158";
 /// The simulator's demo password (documented in the README; not a secret).
 pub const DEMO_PASSWORD: &str = "demo";
+/// The simulator's demo deepset API key (documented; not a secret).
+pub const DEMO_API_KEY: &str = crate::sim::deepset::DEMO_API_KEY;
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,11 @@ struct DemoEnv;
 
 impl Environment for DemoEnv {
     fn var(&self, name: &str) -> Option<String> {
-        (name == "DEMO_VAULT_PASSWORD").then(|| DEMO_PASSWORD.to_string())
+        match name {
+            "DEMO_VAULT_PASSWORD" => Some(DEMO_PASSWORD.to_string()),
+            "DEMO_DEEPSET_API_KEY" => Some(DEMO_API_KEY.to_string()),
+            _ => None,
+        }
     }
 }
 

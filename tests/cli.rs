@@ -177,10 +177,13 @@ fn shipped_configs_are_valid() {
     let root = env!("CARGO_MANIFEST_DIR");
     let demo = config::load_with_env(
         std::path::Path::new(&format!("{root}/config/demo.toml")),
-        &Env(&[("DEMO_VAULT_PASSWORD", "demo")]),
+        &Env(&[
+            ("DEMO_VAULT_PASSWORD", "demo"),
+            ("DEMO_DEEPSET_API_KEY", "k"),
+        ]),
     )
     .unwrap();
-    assert_eq!(demo.targets.len(), 2);
+    assert_eq!(demo.targets.len(), 3);
 
     // The example refers to a secret file that exists only on a real host:
     // that must be its only problem.

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use upload_session_exporter::config::{KindConfig, TargetConfig, VaultConfig};
+use upload_session_exporter::config::{
+    DeepsetConfig, KindConfig, Pagination, TargetConfig, VaultConfig, DEFAULT_EXPIRED_WINDOW,
+};
 use upload_session_exporter::secret::Secret;
-use upload_session_exporter::sim::{SimConfig, Simulator, VaultSpec};
+use upload_session_exporter::sim::{DeepsetSpec, SimConfig, Simulator, VaultSpec};
 
 /// Starts an idle simulator with the given vaults (the first also at `/`).
 pub async fn sim(vaults: Vec<VaultSpec>) -> Simulator {
@@ -18,6 +20,35 @@ pub async fn sim(vaults: Vec<VaultSpec>) -> Simulator {
         .expect("simulator starts")
 }
 
+/// Starts an idle simulator with the given vaults and deepset workspaces.
+pub async fn sim_with(vaults: Vec<VaultSpec>, deepset: Vec<DeepsetSpec>) -> Simulator {
+    let mut cfg = SimConfig::idle();
+    cfg.vaults = vaults;
+    cfg.deepset = deepset;
+    Simulator::start(([127, 0, 0, 1], 0).into(), cfg)
+        .await
+        .expect("simulator starts")
+}
+
+/// A target for deepset workspace `workspace` of `sim`, with the demo key.
+pub fn deepset_target(
+    sim: &Simulator,
+    name: &str,
+    workspace: &str,
+    pagination: Pagination,
+) -> TargetConfig {
+    base_target(
+        name,
+        &sim.deepset_url(),
+        KindConfig::Deepset(DeepsetConfig {
+            workspace: workspace.to_string(),
+            api_key: Secret::new(upload_session_exporter::sim::deepset::DEMO_API_KEY),
+            pagination,
+            expired_window: DEFAULT_EXPIRED_WINDOW,
+        }),
+    )
+}
+
 /// A vault spec whose expired sessions are never purged (so fixed seed
 /// dates stay listed).
 pub fn vault_spec(name: &str, id: u64) -> VaultSpec {
@@ -26,9 +57,8 @@ pub fn vault_spec(name: &str, id: u64) -> VaultSpec {
     v
 }
 
-/// A target for vault `vault` of `sim`, logging in as the demo user.
-pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
-    let url = sim.vault_url(vault).expect("vault exists");
+/// A target with test-friendly settings and the given kind.
+pub fn base_target(name: &str, url: &str, kind: KindConfig) -> TargetConfig {
     TargetConfig {
         name: name.to_string(),
         url: url.parse().expect("sim url"),
@@ -40,7 +70,17 @@ pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
         burst_limit_share: 0.05,
         burst_limit_reserve: 0.1,
         max_response_bytes: 1024 * 1024,
-        kind: KindConfig::Vault(VaultConfig {
+        kind,
+    }
+}
+
+/// A target for vault `vault` of `sim`, logging in as the demo user.
+pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
+    let url = sim.vault_url(vault).expect("vault exists");
+    base_target(
+        name,
+        &url,
+        KindConfig::Vault(VaultConfig {
             api_version: "v25.2".into(),
             username: "demo@example.com".into(),
             password: Secret::new("demo"),
@@ -48,7 +88,7 @@ pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
             vault_id: None,
             resolve_owner_names: false,
         }),
-    }
+    )
 }
 
 /// Mutable access to a target's Vault settings.

@@ -10,8 +10,9 @@
 //! Paging is robust to the list changing between pages: with cursors
 //! (`after` = last id seen) insertions and removals cannot make a page skip
 //! anything; with page numbers the list is sorted oldest first (new
-//! sessions land on the last page) and a pass that saw fewer sessions than
-//! the final `total` is repeated once. Duplicates are dropped either way.
+//! sessions land on the last page) and a pass during which `total` moved,
+//! or that saw fewer sessions than `total`, is repeated once (best effort:
+//! cursors are the robust choice). Duplicates are dropped either way.
 
 pub mod wire;
 
@@ -184,24 +185,29 @@ impl DeepsetClient {
         let mut out = Vec::new();
         let mut ids = HashSet::new();
         for _ in 0..passes {
-            let total = self.list_pass(q, &mut out, &mut ids).await?;
-            // A pass can miss an entry only when entries vanished from
-            // earlier pages while paging by number; then go once more.
-            if q.stop_before.is_some() || total.is_none_or(|t| ids.len() as u64 >= t) {
+            let (first, last) = self.list_pass(q, &mut out, &mut ids).await?;
+            // Paging by number misses entries when entries before them
+            // vanish between pages. A total that moved during the pass, or
+            // fewer entries than the total, says the list changed: go once
+            // more (duplicates are dropped).
+            let changed = first != last || last.is_some_and(|t| (ids.len() as u64) < t);
+            if q.stop_before.is_some() || !changed {
                 break;
             }
         }
         Ok(out)
     }
 
-    /// One pass over the pages; returns the last `total` seen.
+    /// One pass over the pages; returns the `total` of the first and of the
+    /// last page.
     async fn list_pass(
         &mut self,
         q: Query,
         out: &mut Vec<wire::Session>,
         ids: &mut HashSet<String>,
-    ) -> Result<Option<u64>, FetchError> {
+    ) -> Result<(Option<u64>, Option<u64>), FetchError> {
         let mut after: Option<String> = None;
+        let mut first_total = None;
         let mut total = None;
         for page in 1..=MAX_PAGES {
             let mut url = self.url(&["upload_sessions"]);
@@ -230,6 +236,9 @@ impl DeepsetClient {
                 });
             };
             let p: wire::SessionPage = decode(endpoint::LIST_SESSIONS, &body)?;
+            if page == 1 {
+                first_total = p.total;
+            }
             total = p.total.or(total);
             let mut new = 0;
             let mut reached_stop = false;
@@ -255,7 +264,7 @@ impl DeepsetClient {
                 }
             }
             if !p.has_more || reached_stop {
-                return Ok(total);
+                return Ok((first_total, total));
             }
             match self.cfg.pagination {
                 Pagination::Cursor => {

@@ -1,0 +1,486 @@
+//! The exporter against the deepset simulator, over real HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
+use upload_session_exporter::config::{Config, ExporterSettings, Pagination, TargetConfig};
+use upload_session_exporter::poller::{backoff, poll_once, Source, TargetState};
+use upload_session_exporter::sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
+use upload_session_exporter::sim::{
+    DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed, Simulator,
+};
+use upload_session_exporter::upstream::ErrorReason;
+
+const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
+
+fn config(targets: Vec<TargetConfig>) -> Config {
+    Config {
+        source: None,
+        exporter: ExporterSettings::default(),
+        targets,
+    }
+}
+
+fn workspace() -> DeepsetSpec {
+    let mut ws = DeepsetSpec::new("default");
+    ws.users
+        .push(DeepsetUser::new(ADA, "Ada", "Lovelace", "ada-key"));
+    ws.ingestion_delay = Duration::ZERO;
+    ws
+}
+
+async fn deepset_sim() -> Simulator {
+    sim_with(vec![vault_spec("main", 1000)], vec![workspace()]).await
+}
+
+fn hours(n: i64) -> time::Duration {
+    time::Duration::hours(n)
+}
+
+fn closed(user: &str, now: OffsetDateTime, files: Vec<FileSeed>) -> DeepsetSessionSeed {
+    DeepsetSessionSeed {
+        status: "CLOSED".into(),
+        files,
+        ..DeepsetSessionSeed::open(user, now - hours(1))
+    }
+}
+
+#[tokio::test]
+async fn owner_figures_are_exact() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    let mut open = DeepsetSessionSeed::open(ADA, now - hours(22));
+    open.files = vec![
+        FileSeed::pending("a.pdf", 10),
+        FileSeed::pending("b.pdf", 10),
+        FileSeed::pending("c.pdf", 10),
+    ];
+    let open_expiry = open.expires_at.unwrap();
+    ws.insert_session(open);
+    ws.insert_session(closed(
+        ADA,
+        now,
+        vec![
+            FileSeed::ingested("1.pdf", 5),
+            FileSeed::ingested("2.txt", 5),
+            FileSeed::ingested("3.md", 5),
+            FileSeed::ingested("4.csv", 5),
+            FileSeed::ingested("tool.exe", 5),
+        ],
+    ));
+    ws.insert_session(DeepsetSessionSeed {
+        status: "EXPIRED".into(),
+        expires_at: Some(now - hours(1)),
+        ..DeepsetSessionSeed::open(DEMO_USER_ID, now - hours(25))
+    });
+    ws.insert_session(DeepsetSessionSeed::open(DEMO_USER_ID, now));
+    // Expired three days ago: outside the 24 h window, not listed.
+    ws.insert_session(DeepsetSessionSeed {
+        expires_at: Some(now - hours(72)),
+        ..closed(DEMO_USER_ID, now - hours(96), vec![])
+    });
+
+    let (text, failed) = poll_all_once(&config(vec![deepset_target(
+        &sim,
+        "ds",
+        "default",
+        Pagination::Cursor,
+    )]))
+    .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let v = |m: &str, owner: &str, extra: &str| {
+        value(
+            &text,
+            &format!("{m}{{target=\"ds\",owner_id=\"{owner}\"{extra}}}"),
+        )
+    };
+    assert_eq!(v("upload_session_sessions", ADA, ",state=\"open\""), "1");
+    assert_eq!(v("upload_session_sessions", ADA, ",state=\"closed\""), "1");
+    assert_eq!(
+        v("upload_session_sessions", DEMO_USER_ID, ",state=\"open\""),
+        "1"
+    );
+    assert_eq!(
+        v(
+            "upload_session_sessions",
+            DEMO_USER_ID,
+            ",state=\"expired\""
+        ),
+        "1"
+    );
+    assert!(
+        !text.contains(&format!("owner_id=\"{DEMO_USER_ID}\",state=\"closed\"")),
+        "old session outside the window"
+    );
+    assert_eq!(
+        v("upload_session_ingested_files", ADA, ",result=\"finished\""),
+        "4"
+    );
+    assert_eq!(
+        v("upload_session_ingested_files", ADA, ",result=\"failed\""),
+        "1"
+    );
+    assert_eq!(
+        v("upload_session_ingested_files", ADA, ",result=\"pending\""),
+        "3"
+    );
+    assert_eq!(
+        v(
+            "upload_session_owner_info",
+            ADA,
+            ",owner_name=\"Ada Lovelace\""
+        ),
+        "1"
+    );
+    assert_eq!(
+        v(
+            "upload_session_owner_info",
+            DEMO_USER_ID,
+            ",owner_name=\"Dana Demo\""
+        ),
+        "1"
+    );
+    let next: f64 = v("upload_session_next_expiry_timestamp_seconds", ADA, "")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        next,
+        (open_expiry.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_target_up{target=\"ds\",kind=\"deepset\"}"
+        ),
+        "1"
+    );
+    assert!(
+        !text.contains("upload_session_uploaded_bytes{target=\"ds\""),
+        "no byte figures for deepset"
+    );
+    if let Some((ok, msg)) = promtool_check(&text) {
+        assert!(ok, "promtool check metrics failed:\n{msg}\n{text}");
+    }
+    sim.shutdown().await;
+}
+
+/// Polls once and returns (sessions seen, list requests made).
+async fn poll_count(sim: &Simulator, pagination: Pagination) -> (Vec<String>, u64) {
+    let ws = sim.deepset("default").unwrap();
+    let before = ws.request_count(DeepsetEndpoint::ListSessions);
+    let target = deepset_target(sim, "ds", "default", pagination);
+    let Source::Deepset(mut client) = Source::new(&target).unwrap() else {
+        unreachable!()
+    };
+    let sessions = client
+        .fetch(upload_session_exporter::model::now_millis())
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = sessions.into_iter().map(|s| s.id).collect();
+    ids.sort();
+    (
+        ids,
+        ws.request_count(DeepsetEndpoint::ListSessions) - before,
+    )
+}
+
+fn expected_ids(sim: &Simulator) -> Vec<String> {
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    let mut ids: Vec<String> = ws
+        .sessions()
+        .into_iter()
+        .filter(|s| s.expires_at.is_none_or(|e| e > now - hours(24)))
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn hundreds_of_sessions_in_both_pagination_styles() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    for i in 0..260 {
+        let user = if i % 2 == 0 { ADA } else { DEMO_USER_ID };
+        ws.insert_session(DeepsetSessionSeed::open(
+            user,
+            now - time::Duration::seconds(i),
+        ));
+    }
+    for pagination in [Pagination::Cursor, Pagination::Page] {
+        let (ids, lists) = poll_count(&sim, pagination).await;
+        assert_eq!(ids.len(), 260, "{pagination:?}");
+        assert_eq!(ids, expected_ids(&sim), "{pagination:?}");
+        // 3 pages of unexpired sessions, 1 of expired ones.
+        assert_eq!(lists, 4, "{pagination:?}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_list_changing_between_pages_loses_and_doubles_nothing() {
+    for pagination in [Pagination::Cursor, Pagination::Page] {
+        let sim = deepset_sim().await;
+        let ws = sim.deepset("default").unwrap();
+        let now = ws.now();
+        let mut ids = Vec::new();
+        for i in 0..250 {
+            ids.push(ws.insert_session(DeepsetSessionSeed::open(
+                ADA,
+                now - hours(20) + time::Duration::seconds(i),
+            )));
+        }
+        // After the first page: 5 new sessions, 3 closed and 2 expired on
+        // the first page (the oldest), which shifts later pages backwards.
+        let (first, closing) = (ids[0..2].to_vec(), ids[10..13].to_vec());
+        ws.after_list_request(1, move |ws| {
+            let now = ws.now();
+            for _ in 0..5 {
+                ws.insert_session(DeepsetSessionSeed::open(DEMO_USER_ID, now));
+            }
+            for id in &closing {
+                ws.close_session(id);
+            }
+            for id in &first {
+                ws.set_expires_at(id, Some(now - time::Duration::minutes(1)));
+            }
+        });
+        let (seen, _) = poll_count(&sim, pagination).await;
+        let mut unique = seen.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{pagination:?}: duplicates");
+        assert_eq!(
+            seen,
+            expected_ids(&sim),
+            "{pagination:?}: every session once"
+        );
+        assert_eq!(seen.len(), 255);
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn calls_stay_bounded_as_closed_sessions_pile_up() {
+    let mut ws = workspace();
+    ws.ingestion_delay = Duration::from_secs(3600);
+    let sim = sim_with(vec![vault_spec("main", 1000)], vec![ws]).await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    for i in 0..150 {
+        ws.insert_session(closed(
+            ADA,
+            now - time::Duration::minutes(i),
+            vec![FileSeed::ingested(&format!("{i}.pdf"), 10)],
+        ));
+    }
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    let mut source = Source::new(&target).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
+        [
+            DeepsetEndpoint::ListSessions,
+            DeepsetEndpoint::SessionStatus,
+            DeepsetEndpoint::ListFiles,
+        ]
+        .map(|e| ws.request_count(e))
+    };
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    // First sight: status and file count once per closed session.
+    assert_eq!(calls(&ws), [3, 150, 150]);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    // Final counts are cached: only the list pages.
+    assert_eq!(calls(&ws), [6, 150, 150]);
+    // An open session costs one file count per poll; a closed one whose
+    // ingestion is pending costs two until it is done.
+    ws.insert_session(DeepsetSessionSeed::open(ADA, now));
+    ws.insert_session(closed(ADA, now, vec![FileSeed::pending("late.pdf", 10)]));
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(calls(&ws), [9, 151, 152]);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(calls(&ws), [12, 152, 154]);
+    assert_eq!(state.owners()[ADA].files.unwrap().total, 151);
+    assert_eq!(state.owners()[ADA].files.unwrap().pending(), 1);
+    // Once ingested, the late session is final too: one last look, then none.
+    ws.ingest_now();
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(calls(&ws), [15, 153, 156]);
+    assert_eq!(state.owners()[ADA].files.unwrap().pending(), 0);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(calls(&ws), [18, 153, 157]);
+    sim.shutdown().await;
+}
+
+/// One poll with `fault` on the list endpoint; returns the error reason.
+async fn failing(
+    fault: FaultKind,
+    times: Option<u32>,
+    key: &str,
+    workspace: &str,
+) -> (Result<(), ErrorReason>, u64, Option<Duration>) {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    ws.inject(FaultRule {
+        endpoint: Some(DeepsetEndpoint::ListSessions),
+        kind: fault,
+        times,
+    });
+    let mut target = deepset_target(&sim, "ds", workspace, Pagination::Cursor);
+    if let upload_session_exporter::config::KindConfig::Deepset(d) = &mut target.kind {
+        d.api_key = upload_session_exporter::secret::Secret::new(key);
+    }
+    let mut source = Source::new(&target).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let r = poll_once(&target, &mut source, &mut state).await;
+    let wait = r.as_ref().err().map(|e| backoff(&target, e, 1));
+    let lists = ws.request_count(DeepsetEndpoint::ListSessions);
+    sim.shutdown().await;
+    (r.map_err(|e| e.reason()), lists, wait)
+}
+
+#[tokio::test]
+async fn each_error_class_has_its_reason() {
+    let key = upload_session_exporter::sim::deepset::DEMO_API_KEY;
+    let none = FaultKind::Delay(Duration::ZERO);
+    assert_eq!(
+        failing(none.clone(), None, "wrong-key", "default").await.0,
+        Err(ErrorReason::Auth)
+    );
+    assert_eq!(
+        failing(none.clone(), None, key, "no-such-workspace")
+            .await
+            .0,
+        Err(ErrorReason::HttpStatus)
+    );
+    assert_eq!(
+        failing(FaultKind::unauthorized(), None, key, "default")
+            .await
+            .0,
+        Err(ErrorReason::Auth)
+    );
+    assert_eq!(
+        failing(FaultKind::validation(), None, key, "default")
+            .await
+            .0,
+        Err(ErrorReason::HttpStatus)
+    );
+    let (r, _, wait) = failing(
+        FaultKind::TooManyRequests { retry_after: 120 },
+        None,
+        key,
+        "default",
+    )
+    .await;
+    assert_eq!(r, Err(ErrorReason::RateLimited));
+    assert_eq!(
+        wait,
+        Some(Duration::from_secs(120)),
+        "Retry-After is honoured"
+    );
+    // A 502 under load is retried within the poll...
+    let (r, lists, _) = failing(FaultKind::bad_gateway(), Some(1), key, "default").await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(
+        lists, 3,
+        "one retry of the first page, then the expired listing"
+    );
+    // ...but not for ever.
+    let (r, lists, _) = failing(FaultKind::bad_gateway(), None, key, "default").await;
+    assert_eq!(r, Err(ErrorReason::HttpStatus));
+    assert_eq!(lists, 3, "three attempts");
+    assert_eq!(
+        failing(FaultKind::MalformedJson, None, key, "default")
+            .await
+            .0,
+        Err(ErrorReason::Decode)
+    );
+    assert_eq!(
+        failing(FaultKind::Reset, None, key, "default").await.0,
+        Err(ErrorReason::Connect)
+    );
+}
+
+#[tokio::test]
+async fn a_failing_deepset_target_leaves_the_vault_alone() {
+    let sim = deepset_sim().await;
+    let mut s =
+        upload_session_exporter::sim::SessionSeed::new("/u9/f.bin", 9, 5_000_000_000, sim.now());
+    s.uploaded = 4_294_967_296;
+    s.uploaded_parts = 410;
+    sim.vault("main").unwrap().insert_session(s);
+    sim.deepset("default").unwrap().inject(FaultRule {
+        endpoint: None,
+        kind: FaultKind::bad_gateway(),
+        times: None,
+    });
+    let mut targets = vec![
+        vault_target(&sim, "vault", "main"),
+        deepset_target(&sim, "ds", "default", Pagination::Cursor),
+    ];
+    for t in &mut targets {
+        t.poll_interval = Duration::from_secs(1);
+    }
+    let exporter = Exporter::start(
+        config(targets),
+        None,
+        ServeOptions::loopback(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/metrics", exporter.addr());
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(&url).await.text().await.unwrap();
+        if text.contains("upload_session_target_up{target=\"ds\"")
+            && text.contains("upload_session_target_up{target=\"vault\"")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_target_up{target=\"ds\",kind=\"deepset\"}"
+        ),
+        "0"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_poll_errors_total{target=\"ds\",reason=\"http_status\"}"
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_target_up{target=\"vault\",kind=\"vault\"}"
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_uploaded_bytes{target=\"vault\",owner_id=\"9\"}"
+        ),
+        "4294967296"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_uploaded_parts{target=\"vault\",owner_id=\"9\"}"
+        ),
+        "410"
+    );
+    exporter.stop().await;
+    sim.shutdown().await;
+}
