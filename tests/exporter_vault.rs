@@ -766,3 +766,76 @@ async fn concurrent_polls_are_bounded() {
     exporter.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn owner_names_are_looked_up_once_and_budgeted() {
+    let mut spec = vault_spec("main", 1000);
+    for (id, first, last) in [
+        (501, "Uma", "Uploader"),
+        (502, "Bo", "B"),
+        (503, "Cy", "C"),
+        (504, "Di", "D"),
+        (505, "Ed", "E"),
+    ] {
+        let mut u = UserSpec::new(id, &format!("u{id}@example.com"), "pw");
+        u.first_name = first.into();
+        u.last_name = last.into();
+        spec.users.push(u);
+    }
+    let sim = sim(vec![spec]).await;
+    let vault = sim.vault("main").unwrap();
+    let now = sim.now();
+    // Seven owners: the demo user, five named users, one unknown to Vault.
+    for owner in [10001400, 501, 502, 503, 504, 505, 999] {
+        vault.insert_session(SessionSeed::new(format!("/u{owner}/f"), owner, 10, now));
+    }
+    let mut target = vault_target(&sim, "t", "main");
+    vault_cfg(&mut target).resolve_owner_names = true;
+    let mut source = Source::new(&target).unwrap();
+    let mut state = TargetState::for_target(&target);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(
+        vault.request_count(Endpoint::RetrieveUser),
+        5,
+        "at most 5 lookups per poll"
+    );
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(
+        vault.request_count(Endpoint::RetrieveUser),
+        7,
+        "the other two next poll"
+    );
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(
+        vault.request_count(Endpoint::RetrieveUser),
+        7,
+        "names are cached"
+    );
+    assert!(state.up(), "a failed lookup (999) never fails the poll");
+    let hub = upload_session_exporter::metrics::exposition::Hub::new();
+    hub.publish("t", state.render());
+    let text = String::from_utf8(hub.assemble().plain.to_vec()).unwrap();
+    assert_eq!(
+        value(&text, "upload_session_owner_info{target=\"t\",owner_id=\"10001400\",owner_name=\"Dana Demo\"}"),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_owner_info{target=\"t\",owner_id=\"501\",owner_name=\"Uma Uploader\"}"
+        ),
+        "1"
+    );
+    assert!(
+        !text.contains("owner_info{target=\"t\",owner_id=\"999\""),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_api_requests_total{target=\"t\",endpoint=\"retrieve_user\"}"
+        ),
+        "7"
+    );
+    sim.shutdown().await;
+}

@@ -33,6 +33,8 @@ pub enum Endpoint {
     CommitSession,
     /// `DELETE .../services/file_staging/upload/{id}`
     AbortSession,
+    /// `GET .../objects/users/{id}` (Retrieve User)
+    RetrieveUser,
 }
 
 /// One fault to inject into a simulated API's responses; `E` is the API's

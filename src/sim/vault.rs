@@ -63,6 +63,7 @@ pub(crate) enum ErrorType {
     OperationNotAllowed,
     ExceedsFileMaxSize,
     ApiLimitExceeded,
+    UserNotFound,
 }
 
 impl ErrorType {
@@ -81,6 +82,7 @@ impl ErrorType {
             Self::OperationNotAllowed => "OPERATION_NOT_ALLOWED",
             Self::ExceedsFileMaxSize => "EXCEEDS_FILE_MAX_SIZE",
             Self::ApiLimitExceeded => "API_LIMIT_EXCEEDED",
+            Self::UserNotFound => "USER_NOT_FOUND",
         }
     }
 }
@@ -470,6 +472,7 @@ enum Op {
     Commit(String),
     Abort(String),
     Parts(String),
+    User(u64),
 }
 
 impl Op {
@@ -486,6 +489,7 @@ impl Op {
             Self::Commit(_) => Endpoint::CommitSession,
             Self::Abort(_) => Endpoint::AbortSession,
             Self::Parts(_) => Endpoint::ListParts,
+            Self::User(_) => Endpoint::RetrieveUser,
         }
     }
 }
@@ -573,6 +577,10 @@ fn parse_route(method: &Method, rest: &str) -> Result<Route, RouteError> {
         ["services", "file_staging", "upload", id, "parts"] if is_id(id) => {
             only(Method::GET, Op::Parts((*id).to_owned()))
         }
+        ["objects", "users", id] => match id.parse::<u64>() {
+            Ok(id) => only(Method::GET, Op::User(id)),
+            Err(_) => Err(RouteError::NotFound),
+        },
         _ => Err(RouteError::NotFound),
     }?;
     Ok(Route {
@@ -913,6 +921,7 @@ impl Vault {
                 self.create(&headers, form, caller)
             }
             Op::Details(id) => self.details(headers, &id, caller),
+            Op::User(id) => self.retrieve_user(headers, id, caller),
             Op::Parts(id) => {
                 let query = req.uri().query().unwrap_or("");
                 self.parts(headers, &id, query, &version, ctx, caller)
@@ -1229,6 +1238,46 @@ impl Vault {
         let who = self.staging_caller(&mut st, headers, self.now(), caller)?;
         let u = Self::visible(&mut st, id, &who)?;
         Ok(to_json(&DataJson::new(SessionJson::from(&*u))))
+    }
+
+    /// Retrieve User (`GET /api/{version}/objects/users/{id}`): the legacy
+    /// users API, `users[].user` with `*__v` fields. Any logged-in user may
+    /// read user records.
+    fn retrieve_user(
+        &self,
+        headers: &HeaderMap,
+        id: u64,
+        caller: &mut Option<Caller>,
+    ) -> Result<Bytes, VaultError> {
+        let mut st = self.lock();
+        self.authenticate(&mut st, headers, self.now(), caller)?;
+        let vault_id = self.spec.vault_id;
+        let u = st
+            .users
+            .iter()
+            .find(|u| u.spec.user_id == id)
+            .ok_or_else(|| {
+                VaultError::new(ErrorType::UserNotFound, format!("User [{id}] not found."))
+            })?;
+        let spec = &u.spec;
+        Ok(to_json(&serde_json::json!({
+            "responseStatus": SUCCESS,
+            "users": [{
+                "user": {
+                    "id": spec.user_id,
+                    "user_name__v": spec.username,
+                    "user_first_name__v": spec.first_name,
+                    "user_last_name__v": spec.last_name,
+                    "user_email__v": spec.username,
+                    "user_timezone__v": "America/Los_Angeles",
+                    "user_locale__v": "en_US",
+                    "is_domain_admin__v": false,
+                    "active__v": spec.active,
+                    "vault_id__v": [vault_id],
+                    "security_profile__v": if spec.admin { "vault_owner__v" } else { "document_user__v" },
+                }
+            }]
+        })))
     }
 
     #[allow(clippy::too_many_arguments)]
