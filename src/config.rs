@@ -82,6 +82,10 @@ pub struct TargetConfig {
     pub burst_limit_share: f64,
     /// Pause for a window when less than this share of the limit is left.
     pub burst_limit_reserve: f64,
+    /// Extra CA certificates (PEM) trusted for this upstream, from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Skip TLS certificate verification (labs only; logged loudly).
+    pub tls_insecure_skip_verify: bool,
     /// Largest upstream response body accepted.
     pub max_response_bytes: u64,
     /// Kind-specific settings.
@@ -248,6 +252,8 @@ struct RawSettings {
     at_risk_horizon: Option<String>,
     burst_limit_share: Option<f64>,
     burst_limit_reserve: Option<f64>,
+    ca_file: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
     max_response_size: Option<String>,
     api_version: Option<String>,
     client_id: Option<String>,
@@ -281,6 +287,8 @@ struct RawTarget {
     at_risk_horizon: Option<String>,
     burst_limit_share: Option<f64>,
     burst_limit_reserve: Option<f64>,
+    ca_file: Option<String>,
+    tls_insecure_skip_verify: Option<bool>,
     max_response_size: Option<String>,
     api_version: Option<String>,
     client_id: Option<String>,
@@ -296,6 +304,8 @@ impl RawTarget {
             at_risk_horizon: self.at_risk_horizon.clone(),
             burst_limit_share: self.burst_limit_share,
             burst_limit_reserve: self.burst_limit_reserve,
+            ca_file: self.ca_file.clone(),
+            tls_insecure_skip_verify: self.tls_insecure_skip_verify,
             max_response_size: self.max_response_size.clone(),
             api_version: self.api_version.clone(),
             client_id: self.client_id.clone(),
@@ -318,6 +328,10 @@ impl RawSettings {
                 .or_else(|| fallback.at_risk_horizon.clone()),
             burst_limit_share: self.burst_limit_share.or(fallback.burst_limit_share),
             burst_limit_reserve: self.burst_limit_reserve.or(fallback.burst_limit_reserve),
+            ca_file: self.ca_file.or_else(|| fallback.ca_file.clone()),
+            tls_insecure_skip_verify: self
+                .tls_insecure_skip_verify
+                .or(fallback.tls_insecure_skip_verify),
             max_response_size: self
                 .max_response_size
                 .or_else(|| fallback.max_response_size.clone()),
@@ -563,6 +577,30 @@ fn validate_target(
             DEFAULT_BURST_RESERVE
         }
     };
+    let ca_pem = match settings.ca_file.as_deref() {
+        None => None,
+        Some(f) => {
+            let path = resolve_path(f, base_dir);
+            match std::fs::read(&path) {
+                Ok(pem)
+                    if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) =>
+                {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    problem(
+                        "ca_file",
+                        format!("{} holds no PEM certificate; give a PEM bundle of the CA(s) that sign the upstream's certificate", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    problem("ca_file", format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+    };
     let max_response_bytes = match settings.max_response_size.as_deref() {
         None => DEFAULT_MAX_RESPONSE_BYTES,
         Some(s) => {
@@ -769,6 +807,8 @@ fn validate_target(
         at_risk_horizon,
         burst_limit_share,
         burst_limit_reserve,
+        ca_pem,
+        tls_insecure_skip_verify: settings.tls_insecure_skip_verify.unwrap_or(false),
         max_response_bytes,
         kind: kind?,
     })
@@ -823,15 +863,7 @@ fn secret_setting(
             return None;
         }
         (Some(var), None) => SecretSource::Env(var.to_string()),
-        (None, Some(path)) => {
-            let p = Path::new(path);
-            // Relative paths are relative to the configuration file, like
-            // other exporters' file references.
-            SecretSource::File(match base_dir {
-                Some(dir) if p.is_relative() => dir.join(p),
-                _ => p.to_path_buf(),
-            })
-        }
+        (None, Some(path)) => SecretSource::File(resolve_path(path, base_dir)),
         (None, None) => {
             problem(
                 env_name,
@@ -856,6 +888,16 @@ fn secret_setting(
     }
 }
 
+/// Relative paths are relative to the configuration file, like other
+/// exporters' file references.
+fn resolve_path(path: &str, base_dir: Option<&Path>) -> PathBuf {
+    let p = Path::new(path);
+    match base_dir {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
 /// Reads a secret from its source; the error never contains the secret.
 pub fn resolve_secret(source: &SecretSource, env: &dyn Environment) -> Result<Secret, String> {
     let secret = match source {
@@ -875,7 +917,10 @@ pub fn resolve_secret(source: &SecretSource, env: &dyn Environment) -> Result<Se
         }
         SecretSource::File(path) => match std::fs::read_to_string(path) {
             // One trailing newline is what `echo secret > file` leaves.
-            Ok(s) => Secret::new(s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r')),
+            Ok(s) => {
+                warn_if_world_readable(path);
+                Secret::new(s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r'))
+            }
             Err(e) => {
                 return Err(format!(
                     "cannot read secret file {}: {e}; check the path and that the exporter's \
@@ -892,6 +937,25 @@ pub fn resolve_secret(source: &SecretSource, env: &dyn Environment) -> Result<Se
         });
     }
     Ok(secret)
+}
+
+/// Secrets should be readable by the exporter's user alone.
+fn warn_if_world_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{:o}", m.permissions().mode() & 0o777),
+                    "secret file is readable by every user on this machine; restrict it, e.g. chmod 600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn check_url(s: &str) -> Result<Url, String> {

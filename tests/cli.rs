@@ -335,3 +335,25 @@ async fn sessions_view_shows_what_is_stuck() {
     );
     sim.shutdown().await;
 }
+
+#[test]
+fn world_readable_secret_files_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("pw");
+    std::fs::write(&secret, "s3cret-value\n").unwrap();
+    let body = vault_toml("https://myvault.veevavault.com")
+        .replace("password_env = \"VAULT_PW\"", "password_file = \"pw\"");
+    let path = write_config(&dir, &body);
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, _, err) = run(&["--config.file", &path, "--check-config"], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            err.contains("secret file is readable by every user"),
+            warned,
+            "mode {mode:o}: {err}"
+        );
+        assert!(!err.contains("s3cret-value"));
+    }
+}

@@ -342,6 +342,8 @@ mod tests {
             at_risk_horizon: Duration::from_secs(3600),
             burst_limit_share: 0.05,
             burst_limit_reserve: 0.1,
+            ca_pem: None,
+            tls_insecure_skip_verify: false,
             max_response_bytes: 1 << 20,
             kind: KindConfig::Vault(VaultConfig {
                 api_version: "v25.2".into(),

@@ -6,25 +6,44 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::FetchError;
+use crate::config::TargetConfig;
 
 /// `User-Agent` of every upstream request.
 pub const USER_AGENT: &str = concat!("upload_session_exporter/", env!("CARGO_PKG_VERSION"));
 
-/// Builds the HTTP client of one target: rustls with webpki roots, the
-/// target's timeout on every request, no redirects (a redirect from an API
-/// would carry our Authorization header to wherever it points).
-pub fn build_client(timeout: Duration) -> Result<reqwest::Client, FetchError> {
-    reqwest::Client::builder()
+/// Builds the HTTP client of one target: rustls with the webpki roots plus
+/// the target's `ca_file`, the target's timeout on every request, no
+/// redirects (a redirect from an API would carry our Authorization header
+/// to wherever it points).
+pub fn build_client(target: &TargetConfig) -> Result<reqwest::Client, FetchError> {
+    let mut b = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(target.timeout)
+        .connect_timeout(target.timeout.min(Duration::from_secs(10)))
         .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .map_err(|e| FetchError::Connect {
-            endpoint: "client",
-            detail: format!("cannot build the HTTP client: {e}"),
-        })
+        .pool_idle_timeout(Duration::from_secs(90));
+    if let Some(pem) = &target.ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Connect {
+                endpoint: "client",
+                detail: format!("ca_file: {e}"),
+            })?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if target.tls_insecure_skip_verify {
+        tracing::warn!(
+            target = %target.name,
+            "TLS CERTIFICATE VERIFICATION IS OFF (tls_insecure_skip_verify): anyone on the network path \
+             can impersonate the upstream and take the credentials. Use only in a lab; prefer ca_file"
+        );
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| FetchError::Connect {
+        endpoint: "client",
+        detail: format!("cannot build the HTTP client: {e}"),
+    })
 }
 
 /// A response whose body has been read completely (under the cap).

@@ -69,6 +69,8 @@ pub fn base_target(name: &str, url: &str, kind: KindConfig) -> TargetConfig {
         at_risk_horizon: Duration::from_secs(12 * 3600),
         burst_limit_share: 0.05,
         burst_limit_reserve: 0.1,
+        ca_pem: None,
+        tls_insecure_skip_verify: false,
         max_response_bytes: 1024 * 1024,
         kind,
     }

@@ -79,7 +79,7 @@ impl DeepsetClient {
                 .extend(["api", "v1", "workspaces", cfg.workspace.as_str()]);
         }
         Ok(DeepsetClient {
-            http: http::build_client(target.timeout)?,
+            http: http::build_client(target)?,
             base,
             cfg: cfg.clone(),
             timeout: target.timeout,

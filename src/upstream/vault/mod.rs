@@ -100,7 +100,7 @@ impl VaultClient {
         let trimmed = base.path().trim_end_matches('/').to_string();
         base.set_path(&trimmed);
         Ok(VaultClient {
-            http: http::build_client(target.timeout)?,
+            http: http::build_client(target)?,
             base,
             cfg: cfg.clone(),
             timeout: target.timeout,
