@@ -23,6 +23,7 @@ const ALERTS: &[&str] = &[
     "UploadSessionApiBudgetLow",
     "UploadSessionExporterDown",
     "UploadSessionExporterAbsent",
+    "UploadSessionExporterConfigReloadFailed",
 ];
 
 /// Runs promtool from the repository root; `None` when it is missing

@@ -436,6 +436,7 @@ async fn run(api: &Api, vault: &VaultControl, committing: &str) -> Result<(), St
         "UploadSessionDataStale",
         "UploadSessionExporterDown",
         "UploadSessionApiBudgetLow",
+        "UploadSessionExporterConfigReloadFailed",
         "UploadSessionStalled",
     ] {
         let others: Vec<Value> = api
