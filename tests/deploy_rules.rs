@@ -102,15 +102,11 @@ fn runbook_anchors() -> BTreeSet<String> {
         .collect()
 }
 
-fn s<'a>(v: &'a serde_yaml_ng::Value, key: &str) -> &'a str {
-    v.get(key).and_then(|x| x.as_str()).unwrap_or("")
-}
-
 #[test]
 fn alert_rules_follow_the_conventions() {
     let doc = rules();
     let rules = alert_rules(&doc);
-    let names: Vec<&str> = rules.iter().map(|r| s(r, "alert")).collect();
+    let names: Vec<&str> = rules.iter().map(|r| ystr(r, "alert")).collect();
     assert_eq!(
         names.iter().copied().collect::<BTreeSet<_>>(),
         ALERTS.iter().copied().collect::<BTreeSet<_>>(),
@@ -124,21 +120,21 @@ fn alert_rules_follow_the_conventions() {
     let anchors = runbook_anchors();
     let exposed = exposed_metrics();
     for r in &rules {
-        let name = s(r, "alert");
+        let name = ystr(r, "alert");
         assert!(
             name.starts_with("UploadSession") && !name.contains('_'),
             "{name}: CamelCase with the UploadSession prefix"
         );
-        let severity = s(&r["labels"], "severity");
+        let severity = ystr(&r["labels"], "severity");
         assert!(
             ["critical", "warning", "info"].contains(&severity),
             "{name}: severity {severity:?}"
         );
         let ann = &r["annotations"];
         for key in ["summary", "description", "runbook_url"] {
-            assert!(!s(ann, key).trim().is_empty(), "{name}: no {key}");
+            assert!(!ystr(ann, key).trim().is_empty(), "{name}: no {key}");
         }
-        let url = s(ann, "runbook_url");
+        let url = ystr(ann, "runbook_url");
         let (page, anchor) = url
             .split_once('#')
             .unwrap_or_else(|| panic!("{name}: runbook_url without an anchor: {url}"));
@@ -149,7 +145,7 @@ fn alert_rules_follow_the_conventions() {
             "{name}: docs/runbook.md has no section #{anchor} (has {anchors:?})"
         );
 
-        let expr = s(r, "expr");
+        let expr = ystr(r, "expr");
         let used = metric_names(expr);
         assert!(!used.is_empty(), "{name}: no metric in {expr}");
         for m in &used {
@@ -161,7 +157,7 @@ fn alert_rules_follow_the_conventions() {
         // Metrics named in annotation templates (queries, hints); the job
         // name is the only other upload_session_ token allowed there.
         for key in ["summary", "description"] {
-            for m in upload_session_tokens(s(ann, key)) {
+            for m in upload_session_tokens(ystr(ann, key)) {
                 assert!(
                     exposed.contains(&m) || m == JOB,
                     "{name}: {key} names {m}, which the exporter does not expose"
@@ -179,25 +175,24 @@ fn alert_rules_follow_the_conventions() {
 
 #[test]
 fn every_alert_has_a_firing_and_a_quiet_unit_test() {
-    let doc: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&read(RULES_TEST)).expect("rule tests are YAML");
+    let doc = yaml(RULES_TEST);
     // alertname -> (a case where it fires, a case where it must not).
     let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
-    for t in doc["tests"].as_sequence().expect("tests") {
-        for case in t["alert_rule_test"].as_sequence().into_iter().flatten() {
-            let name = s(case, "alertname").to_string();
-            let exp = case["exp_alerts"].as_sequence().map(Vec::len).unwrap_or(0);
+    for t in doc["tests"].as_vec().expect("tests") {
+        for case in t["alert_rule_test"].as_vec().into_iter().flatten() {
+            let name = ystr(case, "alertname").to_string();
+            let exp = case["exp_alerts"].as_vec().map(Vec::len).unwrap_or(0);
             let e = seen.entry(name.clone()).or_default();
             if exp > 0 {
                 e.0 = true;
-                for a in case["exp_alerts"].as_sequence().into_iter().flatten() {
+                for a in case["exp_alerts"].as_vec().into_iter().flatten() {
                     let ann = &a["exp_annotations"];
                     assert!(
-                        !s(ann, "summary").is_empty() && !s(ann, "description").is_empty(),
+                        !ystr(ann, "summary").is_empty() && !ystr(ann, "description").is_empty(),
                         "{name}: firing cases check the annotations exactly"
                     );
                     assert!(
-                        !s(&a["exp_labels"], "severity").is_empty(),
+                        !ystr(&a["exp_labels"], "severity").is_empty(),
                         "{name}: firing cases check the labels exactly"
                     );
                 }
@@ -296,6 +291,8 @@ fn dashboard_panels_query_only_exposed_metrics() {
         "upload_session_api_burst_limit_remaining",
         "upload_session_api_burst_limit",
         "upload_session_api_requests_total",
+        "upload_session_api_response_delay_seconds",
+        "upload_session_poll_interval_seconds",
         "upload_session_poll_duration_seconds",
         "upload_session_poll_errors_total",
         "upload_session_last_success_timestamp_seconds",

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings};
 use upload_session_exporter::sim::{SessionSeed, VaultControl};
+use yaml_rust2::{Yaml, YamlEmitter};
 
 const TARGET: &str = "vault-e2e";
 /// Fully uploaded, never committed: static, so its bytes can be compared.
@@ -70,16 +71,17 @@ fn free_port() -> u16 {
 fn quick_rules_copy(dir: &Path) -> std::path::PathBuf {
     let original = rules();
     let mut copy = original.clone();
-    for group in copy["groups"].as_sequence_mut().expect("groups") {
-        for rule in group["rules"].as_sequence_mut().expect("rules") {
-            if let Some(m) = rule.as_mapping_mut() {
-                if m.contains_key("for") {
-                    m.insert("for".into(), "2s".into());
+    let key = Yaml::String("for".into());
+    for group in copy["groups"].as_mut_vec().expect("groups") {
+        for rule in group["rules"].as_mut_vec().expect("rules") {
+            if let Some(m) = rule.as_mut_hash() {
+                if m.contains_key(&key) {
+                    m.insert(key.clone(), Yaml::String("2s".into()));
                 }
             }
         }
     }
-    let exprs = |doc: &serde_yaml_ng::Value| -> Vec<String> {
+    let exprs = |doc: &Yaml| -> Vec<String> {
         alert_rules(doc)
             .iter()
             .map(|r| r["expr"].as_str().unwrap_or("").to_string())
@@ -87,7 +89,9 @@ fn quick_rules_copy(dir: &Path) -> std::path::PathBuf {
     };
     assert_eq!(exprs(&original), exprs(&copy), "the copy keeps every expr");
     let path = dir.join("upload_session_alerts.yml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&copy).expect("yaml")).expect("write rules");
+    let mut text = String::new();
+    YamlEmitter::new(&mut text).dump(&copy).expect("yaml");
+    std::fs::write(&path, text).expect("write rules");
     path
 }
 
@@ -240,6 +244,9 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     target.poll_interval = Duration::from_secs(1);
     target.stall_after = Duration::from_secs(2);
     target.stale_after = Duration::from_secs(30);
+    // A poll a second is 300 calls per 5-minute window: allow it (the sim's
+    // burst limit is 2000), or budget protection stretches the interval.
+    target.burst_limit_share = 1.0;
     let config = Config {
         source: None,
         exporter: ExporterSettings::default(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use upload_session_exporter::metrics::exposition::Hub;
 use upload_session_exporter::metrics::Family;
+use yaml_rust2::{Yaml, YamlLoader};
 
 /// The alert rules file, relative to the repository.
 pub const RULES: &str = "deploy/prometheus/upload_session_alerts.yml";
@@ -113,20 +114,34 @@ pub fn label_values_args(query: &str) -> Option<(String, String)> {
     Some((selector.trim().to_string(), label.trim().to_string()))
 }
 
+/// Parses a repository YAML file (its single document).
+pub fn yaml(path: &str) -> Yaml {
+    YamlLoader::load_from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{path}: empty"))
+}
+
 /// The parsed alert rules file.
-pub fn rules() -> serde_yaml_ng::Value {
-    serde_yaml_ng::from_str(&read(RULES)).expect("rules are YAML")
+pub fn rules() -> Yaml {
+    yaml(RULES)
 }
 
 /// Every alerting rule (a mapping with `alert:`) of a rules document.
-pub fn alert_rules(doc: &serde_yaml_ng::Value) -> Vec<&serde_yaml_ng::Value> {
+pub fn alert_rules(doc: &Yaml) -> Vec<&Yaml> {
     doc["groups"]
-        .as_sequence()
+        .as_vec()
         .into_iter()
         .flatten()
-        .flat_map(|g| g["rules"].as_sequence().into_iter().flatten())
-        .filter(|r| r.get("alert").is_some())
+        .flat_map(|g| g["rules"].as_vec().into_iter().flatten())
+        .filter(|r| !r["alert"].is_badvalue())
         .collect()
+}
+
+/// A string field of a YAML mapping ("" if absent or not a string).
+pub fn ystr<'a>(v: &'a Yaml, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
 }
 
 /// Every metric name the exporter really exposes: the per-target families,
