@@ -198,6 +198,14 @@ fn service_and_servicemonitor_select_the_pods() {
         s(&svc, "spec.ports.0.name")
     );
     assert_eq!(s(&sm, "spec.endpoints.0.path"), "/metrics");
+    // The job label the alert rules select on.
+    let rules = read("deploy/prometheus/upload_session_alerts.yml");
+    assert!(rules.contains("job=\"upload_session_exporter\""));
+    assert_eq!(s(&sm, "spec.endpoints.0.relabelings.0.targetLabel"), "job");
+    assert_eq!(
+        s(&sm, "spec.endpoints.0.relabelings.0.replacement"),
+        "upload_session_exporter"
+    );
     for (k, v) in at(&sm, "spec.selector.matchLabels").as_hash().unwrap() {
         assert_eq!(&at(&svc, "metadata.labels")[k.as_str().unwrap()], v);
     }

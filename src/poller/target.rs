@@ -171,6 +171,13 @@ impl TargetState {
         }
         let mut owners: BTreeMap<String, OwnerStats> = BTreeMap::new();
         for (s, j) in sessions.iter().zip(judgements) {
+            if !owners.contains_key(&s.owner_id) && !self.owners.contains_key(&s.owner_id) {
+                // Counters start at 0 when an owner first appears, so that
+                // increase() sees the owner's first ended session too.
+                for outcome in [Outcome::Completed, Outcome::Expired] {
+                    self.ended.entry((s.owner_id.clone(), outcome)).or_default();
+                }
+            }
             let o = owners.entry(s.owner_id.clone()).or_default();
             *o.sessions.entry(s.state).or_default() += 1;
             o.uploaded = o.uploaded.saturating_add(s.uploaded);
@@ -429,7 +436,18 @@ mod tests {
         // At stale_after: per-owner series go, health and counters stay.
         t.record_failure(&err, 1_000 + 300_000, 0.2);
         let text = render(&t);
-        assert!(!text.contains("owner_id="), "{text}");
+        let gauges: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("upload_session_ended_total"))
+            .collect();
+        assert!(!gauges.iter().any(|l| l.contains("owner_id=")), "{text}");
+        // Counters stay, starting from 0 when the owner first appeared.
+        assert!(
+            text.contains(
+                "upload_session_ended_total{target=\"t\",owner_id=\"2\",outcome=\"expired\"} 0\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("upload_session_poll_errors_total{target=\"t\",reason=\"timeout\"} 2\n")
         );
