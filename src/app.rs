@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub web: Option<Arc<crate::web::WebConfigWatcher>>,
     /// Applies `[exporter] log_level` at start and on reload.
     pub log: Option<crate::logging::LogControl>,
+    /// Limits against slow or too many clients.
+    pub limits: server::Limits,
 }
 
 impl ServeOptions {
@@ -47,6 +49,7 @@ impl ServeOptions {
             shard: None,
             web: None,
             log: None,
+            limits: server::Limits::default(),
         }
     }
 }
@@ -302,6 +305,7 @@ impl Exporter {
             telemetry_path: opts.telemetry_path,
             reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
             web: opts.web,
+            limits: opts.limits,
         });
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -67,6 +67,9 @@ struct Cli {
     /// Poll every target once, print the exposition to stdout and exit (1 if a target failed).
     #[arg(long)]
     once: bool,
+    /// Serve at most this many connections at once.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = server::MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Enable POST /-/reload (re-read the configuration, like SIGHUP).
     #[arg(long = "web.enable-lifecycle")]
     enable_lifecycle: bool,
@@ -249,6 +252,10 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
             shard,
             web,
             log,
+            limits: server::Limits {
+                header_read_timeout: server::HEADER_READ_TIMEOUT,
+                max_connections: cli.max_connections,
+            },
         },
         shutdown.clone(),
     )

@@ -24,8 +24,12 @@ use crate::web::{Auth, WebConfig, WebConfigWatcher};
 
 /// The content type Prometheus expects for the text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Slow clients get this long to send their request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Slow clients get this long to send their request headers (default).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most (default).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Request headers larger than this are refused (hyper answers 431).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// A reload asked for over HTTP; the reply says what changed or why not.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -42,6 +46,29 @@ pub struct ServerState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// TLS and basic auth (`--web.config.file`).
     pub web: Option<Arc<WebConfigWatcher>>,
+    /// Limits against slow or too many clients.
+    pub limits: Limits,
+}
+
+/// Protection against slow, idle or too many clients (slowloris): a
+/// connection must send its request headers within `header_read_timeout`,
+/// and at most `max_connections` are open; further ones wait in the
+/// kernel's backlog until a slot frees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time to send request headers (also bounds the TLS handshake).
+    pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Parses a listen address; `:10157` means every interface, as in the Go
@@ -59,7 +86,17 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 /// Serves until `shutdown`, then lets open requests finish (up to 5 s).
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        state.limits.max_connections.max(1),
+    ));
     loop {
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = shutdown.cancelled() => break,
+        };
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -77,14 +114,16 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
         let watcher = graceful.watcher();
         // The handshake runs in the connection's own task, so a slow or
         // silent client cannot hold up the accept loop.
+        let timeout = state.limits.header_read_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             match web.as_ref().and_then(|w| w.tls().cloned()) {
                 Some(acceptor) => {
-                    if looks_like_plain_http(&stream).await {
+                    if looks_like_plain_http(&stream, timeout).await {
                         let _ = reject_plain_http(stream).await;
                         return;
                     }
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => serve_connection(tls, state, web, watcher).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -110,6 +149,7 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = state.limits;
     let service = service_fn(move |req: Request<Incoming>| {
         let state = Arc::clone(&state);
         let web = web.clone();
@@ -117,7 +157,8 @@ async fn serve_connection<I>(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -164,9 +205,9 @@ async fn handle(
 }
 
 /// True if the first bytes on a TLS port are an HTTP request line.
-async fn looks_like_plain_http(stream: &tokio::net::TcpStream) -> bool {
+async fn looks_like_plain_http(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
     let mut buf = [0u8; 8];
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut buf)).await {
+    match tokio::time::timeout(timeout, stream.peek(&mut buf)).await {
         Ok(Ok(n)) => {
             let start = &buf[..n];
             ["GET ", "HEAD", "POST", "PUT ", "DELE", "OPTI", "PATC"]
@@ -352,6 +393,7 @@ mod tests {
             telemetry_path: "/metrics".into(),
             reload: None,
             web: None,
+            limits: Limits::default(),
         }
     }
 
