@@ -189,7 +189,7 @@ fn shipped_configs_are_valid() {
     // that must be its only problem.
     let example = config::load_with_env(
         std::path::Path::new(&format!("{root}/config/example.toml")),
-        &Env(&[("VAULT_PROD_PASSWORD", "x")]),
+        &Env(&[("VAULT_PROD_PASSWORD", "x"), ("DEEPSET_API_KEY", "k")]),
     );
     match example {
         Err(ConfigError::Invalid { problems, .. }) => {
