@@ -634,28 +634,19 @@ fn validate_target(
                     );
                 }
             }
-            if t.password.is_some() {
-                problem(
-                    "password",
-                    "secrets may not be written in the configuration file; put the password in \
-                     an environment variable (password_env) or a file (password_file)"
-                        .into(),
-                );
-            }
-            let username = match t.username.as_deref().map(str::trim) {
-                Some(u) if !u.is_empty() => u.to_string(),
-                _ => {
-                    problem(
-                        "username",
-                        "missing; set the Vault user the exporter logs in as".into(),
-                    );
-                    String::new()
-                }
-            };
+            let username = required(
+                t.username.as_deref(),
+                "username",
+                "the Vault user the exporter logs in as",
+                &mut problem,
+            );
             let password = secret_setting(
-                t.password_env.as_deref(),
-                t.password_file.as_deref(),
-                ("password_env", "password_file"),
+                SecretKeys {
+                    inline: t.password.is_some(),
+                    env: t.password_env.as_deref(),
+                    file: t.password_file.as_deref(),
+                    names: ("password", "password_env", "password_file"),
+                },
                 base_dir,
                 env,
                 &mut problem,
@@ -726,28 +717,19 @@ fn validate_target(
                     );
                 }
             }
-            if t.api_key.is_some() {
-                problem(
-                    "api_key",
-                    "secrets may not be written in the configuration file; put the API key in \
-                     an environment variable (api_key_env) or a file (api_key_file)"
-                        .into(),
-                );
-            }
-            let workspace = match t.workspace.as_deref().map(str::trim) {
-                Some(w) if !w.is_empty() => w.to_string(),
-                _ => {
-                    problem(
-                        "workspace",
-                        "missing; set the deepset workspace name".into(),
-                    );
-                    String::new()
-                }
-            };
+            let workspace = required(
+                t.workspace.as_deref(),
+                "workspace",
+                "the deepset workspace name",
+                &mut problem,
+            );
             let api_key = secret_setting(
-                t.api_key_env.as_deref(),
-                t.api_key_file.as_deref(),
-                ("api_key_env", "api_key_file"),
+                SecretKeys {
+                    inline: t.api_key.is_some(),
+                    env: t.api_key_env.as_deref(),
+                    file: t.api_key_file.as_deref(),
+                    names: ("api_key", "api_key_env", "api_key_file"),
+                },
                 base_dir,
                 env,
                 &mut problem,
@@ -846,15 +828,50 @@ fn duration_setting(
     }
 }
 
+/// The keys of one secret in a target.
+struct SecretKeys<'a> {
+    /// The secret was written in the file itself (refused).
+    inline: bool,
+    env: Option<&'a str>,
+    file: Option<&'a str>,
+    /// (inline key, env key, file key)
+    names: (&'static str, &'static str, &'static str),
+}
+
+/// A non-empty string value, or a "missing" problem.
+fn required(
+    value: Option<&str>,
+    key: &str,
+    what: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> String {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => {
+            problem(key, format!("missing; set {what}"));
+            String::new()
+        }
+    }
+}
+
 fn secret_setting(
-    env_key: Option<&str>,
-    file_key: Option<&str>,
-    (env_name, file_name): (&str, &str),
+    keys: SecretKeys<'_>,
     base_dir: Option<&Path>,
     env: &dyn Environment,
     problem: &mut impl FnMut(&str, String),
 ) -> Option<Secret> {
-    let source = match (env_key, file_key) {
+    let (inline_name, env_name, file_name) = keys.names;
+    if keys.inline {
+        problem(
+            inline_name,
+            format!(
+                "secrets may not be written in the configuration file; put it in an environment \
+                 variable ({env_name}) or a file ({file_name})"
+            ),
+        );
+        return None;
+    }
+    let source = match (keys.env, keys.file) {
         (Some(_), Some(_)) => {
             problem(
                 env_name,
