@@ -1,6 +1,9 @@
 //! `upload_session_sim`: runs the upstream simulator (Veeva Vault File
 //! Staging and deepset Cloud) standalone, e.g. for demos or to point an
-//! exporter at.
+//! exporter at. With `--admin` it also serves the admin API
+//! (`/_sim/faults`, `/_sim/actions`; see
+//! `upload_session_exporter::sim::admin`) to break and heal the simulated
+//! APIs at run time.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use upload_session_exporter::sim::deepset::DEMO_API_KEY;
 use upload_session_exporter::sim::{
-    SimConfig, Simulator, DEMO_PASSWORD, DEMO_USERNAME, UPLOADER_PASSWORD,
+    SimConfig, SimOptions, Simulator, DEMO_PASSWORD, DEMO_USERNAME, UPLOADER_PASSWORD,
 };
 
 /// Simulator of Veeva Vault File Staging and deepset Cloud upload sessions.
@@ -24,6 +27,10 @@ struct Args {
     /// Seed of the demo activity.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Serve the admin API under /_sim (arm and clear faults at run time).
+    /// It has no authentication: use it on loopback or a test network only.
+    #[arg(long)]
+    admin: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,7 +85,19 @@ async fn main() -> ExitCode {
             (w.workspace.clone(), users)
         })
         .collect();
-    let sim = match Simulator::start(args.listen, config).await {
+    let options = if args.admin {
+        SimOptions::with_admin()
+    } else {
+        SimOptions::default()
+    };
+    if args.admin && !args.listen.ip().is_loopback() {
+        eprintln!(
+            "upload_session_sim: warning: the admin API has no authentication and {} is not a \
+             loopback address; anyone who can reach it can break the simulated APIs",
+            args.listen
+        );
+    }
+    let sim = match Simulator::start_with(args.listen, config, options).await {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("upload_session_sim: {e}");
@@ -123,6 +142,17 @@ async fn main() -> ExitCode {
                 sim.deepset_url()
             );
         }
+    }
+    if args.admin {
+        println!("admin API at {}/_sim (faults, actions)", sim.base_url());
+        println!(
+            "  e.g. curl -s -X POST {}/_sim/faults -d '{{\"api\":\"vault\",\"vault\":\"main\",\"endpoint\":\"list_sessions\",\"kind\":\"http_status\",\"status\":503}}'",
+            sim.base_url()
+        );
+        println!(
+            "       curl -s {0}/_sim/faults; curl -s -X DELETE {0}/_sim/faults",
+            sim.base_url()
+        );
     }
     wait_for_signal().await;
     tracing::info!("shutting down");

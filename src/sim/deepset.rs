@@ -156,8 +156,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::clock::{self, SimClock};
-use super::faults::{lock, FaultKind, FaultRule, FaultSet, FaultTarget};
-use super::http::{Aborted, HttpResponse, ShutdownSignal};
+use super::faults::{self, lock, FaultKind, FaultRule, FaultSet, FaultTarget};
+use super::http::{Aborted, HttpResponse, ShutdownSignal, SimBody};
 use query::{Order, Params, Selection, SortField};
 use storage::S3Error;
 use wire::{format_ts, truncate_us, ApiError, Problem, Reply};
@@ -206,7 +206,37 @@ pub enum DeepsetEndpoint {
     StorageUpload,
 }
 
-impl FaultTarget for DeepsetEndpoint {}
+impl DeepsetEndpoint {
+    /// Every endpoint, in declaration order.
+    pub const ALL: [DeepsetEndpoint; 6] = [
+        DeepsetEndpoint::ListSessions,
+        DeepsetEndpoint::CreateSession,
+        DeepsetEndpoint::SessionStatus,
+        DeepsetEndpoint::ListFiles,
+        DeepsetEndpoint::CloseSession,
+        DeepsetEndpoint::StorageUpload,
+    ];
+
+    /// The endpoint's name in the admin API, e.g. `list_sessions`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeepsetEndpoint::ListSessions => "list_sessions",
+            DeepsetEndpoint::CreateSession => "create_session",
+            DeepsetEndpoint::SessionStatus => "session_status",
+            DeepsetEndpoint::ListFiles => "list_files",
+            DeepsetEndpoint::CloseSession => "close_session",
+            DeepsetEndpoint::StorageUpload => "storage_upload",
+        }
+    }
+}
+
+impl FaultTarget for DeepsetEndpoint {
+    const ALL: &'static [Self] = &DeepsetEndpoint::ALL;
+
+    fn name(self) -> &'static str {
+        DeepsetEndpoint::name(self)
+    }
+}
 
 /// One simulated deepset workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -784,8 +814,23 @@ async fn apply_fault(
             wire::JSON,
             Bytes::from_static(b"{\"data\":[{\"session_id\":,}"),
         ),
-        Some(FaultKind::Oversized { bytes }) => {
-            raw(StatusCode::OK, wire::JSON, oversized_body(bytes))
+        Some(FaultKind::Oversized { bytes }) => Ok(Reply::generated(oversized_body(bytes, false))),
+        Some(FaultKind::OversizedChunked { bytes }) => {
+            Ok(Reply::generated(oversized_body(bytes, true)))
+        }
+        Some(FaultKind::UnknownFields) => {
+            let mut reply = work.await;
+            if let Some(body) = faults::with_unknown_fields(&reply.body) {
+                reply.body = body;
+            }
+            Ok(reply)
+        }
+        Some(FaultKind::OddRecords { records }) => {
+            let mut reply = work.await;
+            if let Some(body) = faults::with_odd_records(&reply.body, &records) {
+                reply.body = body;
+            }
+            Ok(reply)
         }
         Some(FaultKind::VaultFailure { message, .. }) => {
             Ok(Reply::detail(StatusCode::INTERNAL_SERVER_ERROR, &message))
@@ -801,16 +846,11 @@ async fn apply_fault(
 const SIGN_IN_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Sign in - deepset</title></head>\n<body><form method=\"post\" action=\"/login\"><h1>Sign in to deepset</h1>\n<label>Email <input name=\"email\"></label>\n<label>Password <input name=\"password\" type=\"password\"></label>\n<button type=\"submit\">Continue</button></form></body></html>\n";
 
 /// Valid JSON of exactly `bytes` bytes when that is at least the
-/// envelope's size, else a prefix of it.
-fn oversized_body(bytes: usize) -> Bytes {
+/// envelope's size, else a prefix of it; generated while it is sent.
+fn oversized_body(bytes: usize, chunked: bool) -> SimBody {
     const HEAD: &str = r#"{"data":[],"has_more":false,"total":0,"padding":""#;
     const TAIL: &str = r#""}"#;
-    let mut body = Vec::with_capacity(bytes.max(HEAD.len() + TAIL.len()));
-    body.extend_from_slice(HEAD.as_bytes());
-    body.resize(bytes.saturating_sub(TAIL.len()).max(HEAD.len()), b'x');
-    body.extend_from_slice(TAIL.as_bytes());
-    body.truncate(bytes);
-    Bytes::from(body)
+    SimBody::padded(HEAD, TAIL, bytes, chunked)
 }
 
 // ---------------------------------------------------------------- wire JSON
@@ -1472,6 +1512,11 @@ impl DeepsetControl {
         self.inner.faults.clear();
     }
 
+    /// The armed faults, in firing order, with the uses they have left.
+    pub fn faults(&self) -> Vec<FaultRule<DeepsetEndpoint>> {
+        self.inner.faults.snapshot()
+    }
+
     /// Requests received for `endpoint` in this workspace (faulted and
     /// rejected ones included; requests to unknown workspaces are not
     /// counted anywhere).
@@ -1760,11 +1805,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn oversized_is_exact() {
+    #[tokio::test]
+    async fn oversized_is_exact() {
+        use http_body_util::BodyExt;
         for n in [0, 5, 50, 51, 52, 1000] {
-            assert_eq!(oversized_body(n).len(), n);
+            for chunked in [false, true] {
+                let b = oversized_body(n, chunked)
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                assert_eq!(b.len(), n);
+            }
         }
-        assert!(serde_json::from_slice::<serde_json::Value>(&oversized_body(1000)).is_ok());
+        let b = oversized_body(1000, false)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok());
     }
 }

@@ -3,9 +3,16 @@
 //! be tested against them. [`FaultKind`] is shared by every simulated API;
 //! [`FaultRule`] is generic over the API's endpoint enum ([`Endpoint`] for
 //! Vault, [`DeepsetEndpoint`](super::DeepsetEndpoint) for deepset).
+//!
+//! Rules are armed in code ([`VaultControl::inject`](super::VaultControl::inject),
+//! [`DeepsetControl::inject`](super::DeepsetControl::inject)) or, when the
+//! simulator runs with its admin API, over HTTP (see [`super::admin`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
 
 /// The Vault API calls the simulator serves, for request counting and for
 /// targeting faults.
@@ -35,6 +42,42 @@ pub enum Endpoint {
     AbortSession,
     /// `GET .../objects/users/{id}` (Retrieve User)
     RetrieveUser,
+}
+
+impl Endpoint {
+    /// Every endpoint, in declaration order.
+    pub const ALL: [Endpoint; 12] = [
+        Endpoint::Auth,
+        Endpoint::ApiVersions,
+        Endpoint::KeepAlive,
+        Endpoint::Logout,
+        Endpoint::ListSessions,
+        Endpoint::SessionDetails,
+        Endpoint::ListParts,
+        Endpoint::CreateSession,
+        Endpoint::UploadPart,
+        Endpoint::CommitSession,
+        Endpoint::AbortSession,
+        Endpoint::RetrieveUser,
+    ];
+
+    /// The endpoint's name in the admin API, e.g. `list_sessions`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Auth => "auth",
+            Endpoint::ApiVersions => "api_versions",
+            Endpoint::KeepAlive => "keep_alive",
+            Endpoint::Logout => "logout",
+            Endpoint::ListSessions => "list_sessions",
+            Endpoint::SessionDetails => "session_details",
+            Endpoint::ListParts => "list_parts",
+            Endpoint::CreateSession => "create_session",
+            Endpoint::UploadPart => "upload_part",
+            Endpoint::CommitSession => "commit_session",
+            Endpoint::AbortSession => "abort_session",
+            Endpoint::RetrieveUser => "retrieve_user",
+        }
+    }
 }
 
 /// One fault to inject into a simulated API's responses; `E` is the API's
@@ -78,6 +121,7 @@ impl<E> FaultRule<E> {
 /// `VaultFailure` → HTTP 500 `{"detail": message}` (an application error);
 /// `HtmlSignIn` → HTTP 200 sign-in page (an SSO proxy);
 /// `WrongVersionTrap` → ignored (deepset has no API versions to get wrong).
+/// The other kinds mean the same on both APIs.
 /// 401, 422 and 502 answers are [`HttpStatus`](Self::HttpStatus) faults,
 /// built by [`unauthorized`](Self::unauthorized),
 /// [`validation`](Self::validation) and [`bad_gateway`](Self::bad_gateway).
@@ -107,7 +151,9 @@ pub enum FaultKind {
     /// HTTP 200 carrying the first half of the real response (the request is
     /// processed normally).
     TruncatedJson,
-    /// HTTP 200 JSON-looking body of exactly this many bytes.
+    /// HTTP 200 JSON-looking body of exactly this many bytes, with its
+    /// `Content-Length` (valid JSON when `bytes` is at least the envelope's
+    /// size, else a prefix of it).
     Oversized {
         /// Body size in bytes.
         bytes: usize,
@@ -127,6 +173,30 @@ pub enum FaultKind {
     TooManyRequests {
         /// Seconds in the `Retry-After` header.
         retry_after: u64,
+    },
+    /// Like [`Oversized`](Self::Oversized), but sent with
+    /// `Transfer-Encoding: chunked` instead of a `Content-Length`, so a
+    /// client learns the size only by reading. Both are generated while
+    /// being sent: a body of hundreds of MiB costs the simulator no memory.
+    OversizedChunked {
+        /// Body size in bytes.
+        bytes: usize,
+    },
+    /// Processes the request normally and adds fields no client knows
+    /// (`sim_unknown_*`: an object, an array, `null`, a huge number, a
+    /// string) to the answer's JSON object and to every object in its
+    /// `data` (each list record, and the objects nested in them), as an API
+    /// that grew new fields answers. Non-JSON answers pass unchanged.
+    UnknownFields,
+    /// Processes the request normally and appends `records`, as given, to
+    /// the `data` array of the answer (adding their number to a numeric
+    /// top-level `total`): records with missing, `null`, negative,
+    /// fractional, huge or wrongly typed fields, unknown enum values, or
+    /// that are not objects at all. Answers without a `data` array pass
+    /// unchanged.
+    OddRecords {
+        /// Raw JSON records.
+        records: Vec<Value>,
     },
 }
 
@@ -151,6 +221,22 @@ impl FaultKind {
         }
     }
 
+    /// HTTP `status` with a gateway's `text/html` error page (e.g. 503 from
+    /// a load balancer in front of the API).
+    pub fn gateway_html(status: u16) -> Self {
+        let reason = hyper::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        Self::HttpStatus {
+            status,
+            content_type: "text/html".to_owned(),
+            body: format!(
+                "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+            ),
+        }
+    }
+
     /// HTTP 502 with the HTML page of a load balancer (deepset answers this
     /// under load).
     pub fn bad_gateway() -> Self {
@@ -163,7 +249,18 @@ impl FaultKind {
 }
 
 /// An endpoint enum faults can target.
-pub(crate) trait FaultTarget: Copy + PartialEq {
+pub(crate) trait FaultTarget: Copy + PartialEq + 'static {
+    /// Every endpoint.
+    const ALL: &'static [Self];
+
+    /// The endpoint's name in the admin API.
+    fn name(self) -> &'static str;
+
+    /// The endpoint called `name`, if any.
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|e| e.name() == name)
+    }
+
     /// Whether a rule of `kind` passes this endpoint by (it neither fires
     /// nor is consumed).
     fn spared_by(self, _kind: &FaultKind) -> bool {
@@ -172,6 +269,12 @@ pub(crate) trait FaultTarget: Copy + PartialEq {
 }
 
 impl FaultTarget for Endpoint {
+    const ALL: &'static [Self] = &Endpoint::ALL;
+
+    fn name(self) -> &'static str {
+        Endpoint::name(self)
+    }
+
     fn spared_by(self, kind: &FaultKind) -> bool {
         // The version trap lets logins through: that is the trap.
         *kind == FaultKind::WrongVersionTrap && self == Endpoint::Auth
@@ -200,8 +303,20 @@ impl<E: FaultTarget> FaultSet<E> {
         lock(&self.rules).push(rule);
     }
 
-    pub(crate) fn clear(&self) {
-        lock(&self.rules).clear();
+    /// Disarms every rule; returns how many were armed.
+    pub(crate) fn clear(&self) -> usize {
+        let mut rules = lock(&self.rules);
+        let n = rules.len();
+        rules.clear();
+        n
+    }
+
+    /// The armed rules, in firing order, with the uses they have left.
+    pub(crate) fn snapshot(&self) -> Vec<FaultRule<E>>
+    where
+        E: Clone,
+    {
+        lock(&self.rules).clone()
     }
 
     /// The fault for a request to `endpoint`, if any; consumes one use of
@@ -220,6 +335,78 @@ impl<E: FaultTarget> FaultSet<E> {
         }
         Some(kind)
     }
+}
+
+/// Names of the fields [`FaultKind::UnknownFields`] adds.
+pub const UNKNOWN_FIELD_PREFIX: &str = "sim_unknown_";
+
+/// The fields [`FaultKind::UnknownFields`] adds to an object (those it does
+/// not have yet).
+fn add_unknown_to(obj: &mut Map<String, Value>) {
+    let extra = [
+        (
+            "object",
+            serde_json::json!({"nested": [1, "two", null, {"deep": true}], "enum": "NEW_VALUE"}),
+        ),
+        ("array", serde_json::json!([{"a": 1}, [], "x"])),
+        ("null", Value::Null),
+        ("number", serde_json::json!(1.5e300)),
+        ("string", Value::String("\u{2603} added later".to_owned())),
+    ];
+    for (name, value) in extra {
+        obj.entry(format!("{UNKNOWN_FIELD_PREFIX}{name}"))
+            .or_insert(value);
+    }
+}
+
+/// Adds unknown fields to `value` if it is an object and to the objects it
+/// holds, `depth` levels deep (arrays do not count as a level).
+fn add_unknown_deep(value: &mut Value, depth: usize) {
+    match value {
+        Value::Object(obj) => {
+            if depth > 0 {
+                for v in obj.values_mut() {
+                    add_unknown_deep(v, depth - 1);
+                }
+            }
+            add_unknown_to(obj);
+        }
+        Value::Array(items) => {
+            for v in items {
+                add_unknown_deep(v, depth);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The body of an answer with [`FaultKind::UnknownFields`] applied; `None`
+/// if it is not a JSON object (then it is sent unchanged).
+pub(crate) fn with_unknown_fields(body: &[u8]) -> Option<Bytes> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let obj = value.as_object_mut()?;
+    if let Some(data) = obj.get_mut("data") {
+        // Records and the objects inside them (e.g. deepset's `created_by`).
+        add_unknown_deep(data, 1);
+    }
+    add_unknown_to(obj);
+    serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+/// The body of an answer with [`FaultKind::OddRecords`] applied; `None` if
+/// it has no `data` array (then it is sent unchanged).
+pub(crate) fn with_odd_records(body: &[u8], records: &[Value]) -> Option<Bytes> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let obj = value.as_object_mut()?;
+    obj.get_mut("data")?
+        .as_array_mut()?
+        .extend(records.iter().cloned());
+    if let Some(total) = obj.get_mut("total") {
+        if let Some(n) = total.as_u64() {
+            *total = Value::from(n.saturating_add(records.len() as u64));
+        }
+    }
+    serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked holder cannot leave
@@ -258,5 +445,56 @@ mod tests {
         assert_eq!(f.take(Endpoint::ListSessions), None);
         f.push(FaultRule::times(None, FaultKind::Reset, 0));
         assert_eq!(f.take(Endpoint::Auth), None);
+    }
+
+    #[test]
+    fn snapshot_and_clear_count() {
+        let f = FaultSet::default();
+        f.push(FaultRule::times(None, FaultKind::Hang, 2));
+        f.push(FaultRule::always(
+            Some(Endpoint::Auth),
+            FaultKind::UnknownFields,
+        ));
+        assert_eq!(f.take(Endpoint::ListSessions), Some(FaultKind::Hang));
+        let rules = f.snapshot();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].times, Some(1));
+        assert_eq!(f.clear(), 2);
+        assert!(f.snapshot().is_empty());
+    }
+
+    #[test]
+    fn endpoint_names_round_trip() {
+        for e in Endpoint::ALL {
+            assert_eq!(<Endpoint as FaultTarget>::parse(e.name()), Some(e));
+        }
+        assert_eq!(<Endpoint as FaultTarget>::parse("nope"), None);
+    }
+
+    #[test]
+    fn unknown_fields_reach_records_and_nested_objects() {
+        let body =
+            br#"{"responseStatus":"SUCCESS","data":[{"id":"a","created_by":{"user_id":"u"}},3]}"#;
+        let out: Value = serde_json::from_slice(&with_unknown_fields(body).unwrap()).unwrap();
+        assert_eq!(out["responseStatus"], "SUCCESS");
+        assert!(out["sim_unknown_null"].is_null());
+        assert!(out.get("sim_unknown_null").is_some());
+        assert_eq!(out["data"][0]["id"], "a");
+        assert!(out["data"][0]["sim_unknown_object"].is_object());
+        assert!(out["data"][0]["created_by"]["sim_unknown_array"].is_array());
+        assert_eq!(out["data"][1], 3);
+        assert_eq!(with_unknown_fields(b"<html>"), None);
+        assert_eq!(with_unknown_fields(b"[1]"), None);
+    }
+
+    #[test]
+    fn odd_records_are_appended_and_counted() {
+        let body = br#"{"data":[{"id":"a"}],"has_more":false,"total":1}"#;
+        let odd = [serde_json::json!("junk"), serde_json::json!({"id": -1})];
+        let out: Value = serde_json::from_slice(&with_odd_records(body, &odd).unwrap()).unwrap();
+        assert_eq!(out["data"].as_array().unwrap().len(), 3);
+        assert_eq!(out["data"][1], "junk");
+        assert_eq!(out["total"], 3);
+        assert_eq!(with_odd_records(br#"{"data":{}}"#, &odd), None);
     }
 }

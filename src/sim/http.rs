@@ -2,16 +2,19 @@
 //! simulated site that owns its path, and shuts down gracefully.
 //!
 //! Routing is by path prefix (see [`Server::route`]): Vault under `/api`
-//! and `/vaults/{name}`, deepset under `/deepset`. A new simulated API gets
-//! a [`Site`] variant and a branch there.
+//! and `/vaults/{name}`, deepset under `/deepset`, and the admin API under
+//! `/_sim` when it is enabled. A new simulated API gets a [`Site`] variant
+//! and a branch there.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -21,6 +24,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::admin::{self, Admin};
 use super::deepset::{self, Deepset};
 use super::vault::{self, Vault};
 
@@ -34,7 +38,116 @@ const GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Aborted;
 
 /// The response type of every handler.
-pub(crate) type HttpResponse = Response<Full<Bytes>>;
+pub(crate) type HttpResponse = Response<SimBody>;
+
+/// Size of the padding chunks of generated bodies.
+const PAD_CHUNK: usize = 64 * 1024;
+/// Padding, shared by every generated body.
+static PAD: [u8; PAD_CHUNK] = [b'x'; PAD_CHUNK];
+
+/// A response body: bytes in memory, or a huge JSON-looking body generated
+/// while it is sent (`head`, then `x` padding, then `tail`), so that a
+/// fault of hundreds of MiB costs no memory.
+#[derive(Debug)]
+pub(crate) struct SimBody(BodyState);
+
+#[derive(Debug)]
+enum BodyState {
+    Whole(Option<Bytes>),
+    Padded {
+        head: Option<Bytes>,
+        pad: u64,
+        tail: Option<Bytes>,
+        /// No `Content-Length`: sent chunked.
+        chunked: bool,
+    },
+}
+
+impl SimBody {
+    /// A body held in memory.
+    pub(crate) fn whole(body: Bytes) -> Self {
+        Self(BodyState::Whole(Some(body)))
+    }
+
+    /// Exactly `len` bytes: `head`, padding, `tail` when `len` is at least
+    /// their size, else a prefix of `head` + `tail`. `chunked` leaves the
+    /// length unannounced (`Transfer-Encoding: chunked`).
+    pub(crate) fn padded(
+        head: &'static str,
+        tail: &'static str,
+        len: usize,
+        chunked: bool,
+    ) -> Self {
+        let (head, tail) = (head.as_bytes(), tail.as_bytes());
+        let frame = head.len() + tail.len();
+        if len < frame {
+            let mut b = Vec::with_capacity(frame);
+            b.extend_from_slice(head);
+            b.extend_from_slice(tail);
+            b.truncate(len);
+            return Self(BodyState::Padded {
+                head: Some(Bytes::from(b)),
+                pad: 0,
+                tail: None,
+                chunked,
+            });
+        }
+        Self(BodyState::Padded {
+            head: Some(Bytes::from_static(head)),
+            pad: (len - frame) as u64,
+            tail: Some(Bytes::from_static(tail)),
+            chunked,
+        })
+    }
+
+    /// Bytes left to send.
+    fn remaining(&self) -> u64 {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as u64);
+        match &self.0 {
+            BodyState::Whole(b) => len(b),
+            BodyState::Padded {
+                head, pad, tail, ..
+            } => len(head).saturating_add(*pad).saturating_add(len(tail)),
+        }
+    }
+}
+
+impl Body for SimBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = match &mut self.get_mut().0 {
+            BodyState::Whole(b) => b.take(),
+            BodyState::Padded {
+                head, pad, tail, ..
+            } => head.take().or_else(|| {
+                if *pad > 0 {
+                    let n = usize::try_from(*pad).map_or(PAD_CHUNK, |p| p.min(PAD_CHUNK));
+                    *pad -= n as u64;
+                    Some(Bytes::from_static(&PAD[..n]))
+                } else {
+                    tail.take()
+                }
+            }),
+        };
+        Poll::Ready(next.filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            BodyState::Padded { chunked: true, .. } => SizeHint::default(),
+            _ => SizeHint::with_exact(self.remaining()),
+        }
+    }
+}
 
 /// Resolves when the simulator shuts down.
 #[derive(Debug, Clone)]
@@ -73,6 +186,8 @@ enum Site<'a> {
     },
     /// deepset, with the `rest` of the path after `/deepset`.
     Deepset { rest: &'a str },
+    /// The admin API, with the `rest` of the path after `/_sim`.
+    Admin { rest: &'a str },
 }
 
 /// Everything the request handlers share.
@@ -80,6 +195,8 @@ enum Site<'a> {
 pub(crate) struct Server {
     vaults: Vec<Arc<Vault>>,
     deepset: Arc<Deepset>,
+    /// The admin API; `None` = not served (404 like any unknown path).
+    admin: Option<Admin>,
     local_addr: SocketAddr,
     shutdown: ShutdownSignal,
 }
@@ -88,12 +205,14 @@ impl Server {
     pub(crate) fn new(
         vaults: Vec<Arc<Vault>>,
         deepset: Arc<Deepset>,
+        admin: Option<Admin>,
         local_addr: SocketAddr,
         shutdown: ShutdownSignal,
     ) -> Self {
         Self {
             vaults,
             deepset,
+            admin,
             local_addr,
             shutdown,
         }
@@ -101,11 +220,16 @@ impl Server {
 
     /// Maps a path to its site: `/vaults/{name}/...` to that vault, `/api`
     /// and `/api/...` to the first vault, `/deepset` and `/deepset/...` to
-    /// deepset.
+    /// deepset, `/_sim` and `/_sim/...` to the admin API if it is enabled.
     fn route<'a>(&self, path: &'a str) -> Option<Site<'a>> {
         if let Some(rest) = path.strip_prefix(deepset::MOUNT) {
             if rest.is_empty() || rest.starts_with('/') {
                 return Some(Site::Deepset { rest });
+            }
+        }
+        if let Some(rest) = path.strip_prefix(admin::MOUNT) {
+            if self.admin.is_some() && (rest.is_empty() || rest.starts_with('/')) {
+                return Some(Site::Admin { rest });
             }
         }
         if path == "/api" || path.starts_with("/api/") {
@@ -152,6 +276,10 @@ impl Server {
                 };
                 self.deepset.serve(req, rest, &ctx).await
             }
+            Some(Site::Admin { rest }) => match &self.admin {
+                Some(admin) => Ok(admin.serve(req, rest).await),
+                None => Ok(not_found()),
+            },
             None => Ok(not_found()),
         }
     }
@@ -162,7 +290,7 @@ fn not_found() -> HttpResponse {
     let body = Bytes::from_static(
         br#"{"responseStatus":"FAILURE","errors":[{"type":"MALFORMED_URL","message":"The resource at the requested URL could not be found."}]}"#,
     );
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(SimBody::whole(body));
     *resp.status_mut() = StatusCode::NOT_FOUND;
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -220,20 +348,80 @@ mod tests {
     use crate::sim::clock::SimClock;
     use crate::sim::VaultSpec;
 
-    fn server(names: &[&str]) -> Server {
+    fn server_with(names: &[&str], with_admin: bool) -> Server {
         let clock = Arc::new(SimClock::new());
-        let vaults = names
+        let vaults: Vec<Arc<Vault>> = names
             .iter()
             .zip(1u64..)
             .map(|(n, id)| Arc::new(Vault::new(VaultSpec::new(n, id), Arc::clone(&clock))))
             .collect();
+        let deepset = Arc::new(Deepset::new(Vec::new(), &clock));
         let (_tx, rx) = watch::channel(false);
+        let admin = with_admin.then(|| Admin::new(&vaults, &deepset));
         Server::new(
             vaults,
-            Arc::new(Deepset::new(Vec::new(), &clock)),
+            deepset,
+            admin,
             SocketAddr::from(([127, 0, 0, 1], 1)),
             ShutdownSignal::new(rx),
         )
+    }
+
+    fn server(names: &[&str]) -> Server {
+        server_with(names, false)
+    }
+
+    async fn collect(body: SimBody) -> (Vec<u8>, usize) {
+        use http_body_util::BodyExt;
+        let mut body = body;
+        let mut out = Vec::new();
+        let mut frames = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                frames += 1;
+                out.extend_from_slice(&data);
+            }
+        }
+        (out, frames)
+    }
+
+    #[tokio::test]
+    async fn padded_bodies_are_exact_and_streamed() {
+        for (len, chunked) in [
+            (0, false),
+            (3, true),
+            (12, false),
+            (13, false),
+            (200_000, true),
+        ] {
+            let body = SimBody::padded("{\"p\":\"", "\"}", len, chunked);
+            let hint = body.size_hint().exact();
+            assert_eq!(hint, (!chunked).then_some(len as u64), "{len}");
+            let (bytes, _) = collect(body).await;
+            assert_eq!(bytes.len(), len);
+            if len >= 7 {
+                assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok());
+            }
+        }
+        // Hundreds of MiB are sent in small frames from one static buffer.
+        let body = SimBody::padded("[", "]", 10 * PAD_CHUNK + 2, false);
+        assert_eq!(body.size_hint().exact(), Some(10 * PAD_CHUNK as u64 + 2));
+        let (bytes, frames) = collect(body).await;
+        assert_eq!((bytes.len(), frames), (10 * PAD_CHUNK + 2, 12));
+        let (whole, _) = collect(SimBody::whole(Bytes::from_static(b"abc"))).await;
+        assert_eq!(whole, b"abc");
+    }
+
+    #[test]
+    fn admin_is_routed_only_when_enabled() {
+        assert_eq!(server(&["main"]).route("/_sim/faults"), None);
+        let s = server_with(&["main"], true);
+        assert_eq!(
+            s.route("/_sim/faults"),
+            Some(Site::Admin { rest: "/faults" })
+        );
+        assert_eq!(s.route("/_sim"), Some(Site::Admin { rest: "" }));
+        assert_eq!(s.route("/_simx"), None);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! `errors: [{type, message}]` on `FAILURE`, and the `X-VaultAPI-*` headers.
 //! Time is a [simulated clock](Simulator::advance), so tests can cross
 //! expiry, purge and idle timeouts instantly; faults can be injected per
-//! Vault and endpoint ([`VaultControl::inject`]).
+//! Vault or workspace and endpoint ([`VaultControl::inject`],
+//! [`DeepsetControl::inject`]), in code or — with
+//! [`SimOptions::admin`] (`upload_session_sim --admin`) — over HTTP at run
+//! time through the [admin API](admin).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), upload_session_exporter::sim::SimError> {
@@ -23,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod clock;
 mod cursor;
 pub mod deepset;
@@ -376,6 +380,23 @@ pub struct SessionView {
     pub last_uploaded: OffsetDateTime,
 }
 
+/// How a simulator runs, apart from what it simulates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimOptions {
+    /// Serve the [admin API](admin) under `/_sim`, to arm and clear faults
+    /// at run time. Off by default (those paths answer 404); it has no
+    /// authentication, so enable it only on loopback or a test network.
+    pub admin: bool,
+}
+
+impl SimOptions {
+    /// The defaults with the admin API enabled.
+    pub fn with_admin() -> Self {
+        Self { admin: true }
+    }
+}
+
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -407,8 +428,17 @@ pub struct Simulator {
 
 impl Simulator {
     /// Binds `listen` (port 0 picks a free port), starts serving and, for
-    /// [`Scenario::Demo`], the background activity.
+    /// [`Scenario::Demo`], the background activity. The admin API is off.
     pub async fn start(listen: SocketAddr, config: SimConfig) -> Result<Simulator, SimError> {
+        Self::start_with(listen, config, SimOptions::default()).await
+    }
+
+    /// [`start`](Self::start) with options, e.g. [`SimOptions::with_admin`].
+    pub async fn start_with(
+        listen: SocketAddr,
+        config: SimConfig,
+        options: SimOptions,
+    ) -> Result<Simulator, SimError> {
         validate(&config)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -429,9 +459,11 @@ impl Simulator {
         let deepset = Arc::new(Deepset::new(config.deepset, &clock));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let signal = http::ShutdownSignal::new(shutdown_rx);
+        let admin = options.admin.then(|| admin::Admin::new(&vaults, &deepset));
         let server = Arc::new(http::Server::new(
             vaults.clone(),
             Arc::clone(&deepset),
+            admin,
             addr,
             signal.clone(),
         ));
@@ -459,7 +491,7 @@ impl Simulator {
                 signal,
             )));
         }
-        tracing::info!(%addr, "upload session simulator listening");
+        tracing::info!(%addr, admin = options.admin, "upload session simulator listening");
         Ok(Simulator {
             addr,
             clock,
@@ -688,6 +720,11 @@ impl VaultControl {
         self.inner.faults().clear();
     }
 
+    /// The armed faults, in firing order, with the uses they have left.
+    pub fn faults(&self) -> Vec<FaultRule> {
+        self.inner.faults().snapshot()
+    }
+
     /// Requests received for `endpoint` (faulted ones included).
     pub fn request_count(&self, endpoint: Endpoint) -> u64 {
         self.inner.request_count(endpoint)
@@ -703,5 +740,14 @@ impl VaultControl {
     /// racing a window boundary.
     pub fn set_burst_remaining(&self, remaining: u32) {
         self.inner.set_burst_remaining(remaining);
+    }
+
+    /// Sets the delay added to each response once the burst limit is spent
+    /// (and sent as `X-VaultAPI-ResponseDelay`), in place of
+    /// [`VaultSpec::response_delay`]. With
+    /// [`set_burst_remaining(0)`](Self::set_burst_remaining) it takes effect
+    /// at once.
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.inner.set_response_delay(delay);
     }
 }

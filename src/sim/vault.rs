@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING,
@@ -24,8 +24,8 @@ use time::OffsetDateTime;
 
 use super::clock::{self, format_ts, SimClock};
 use super::cursor;
-use super::faults::{lock, Endpoint, FaultKind, FaultSet};
-use super::http::{Aborted, HttpResponse, ShutdownSignal};
+use super::faults::{self, lock, Endpoint, FaultKind, FaultSet};
+use super::http::{Aborted, HttpResponse, ShutdownSignal, SimBody};
 use super::{
     SessionSeed, SessionView, UserSpec, VaultSpec, MAX_FILE_SIZE, MAX_PARTS, MAX_PART_SIZE,
     MIN_PART_SIZE,
@@ -422,6 +422,9 @@ struct State {
     uploads: Vec<Upload>,
     next_job_id: u64,
     burst: Burst,
+    /// Delay of responses once the burst limit is spent (starts as the
+    /// spec's; control calls change it).
+    response_delay: Duration,
     counts: HashMap<Endpoint, u64>,
     last_client_id: Option<String>,
     missing_client_id: u64,
@@ -599,6 +602,8 @@ struct Reply {
     /// Gateway-style fault answers carry no Vault headers.
     vault_headers: bool,
     caller: Option<Caller>,
+    /// A generated body sent instead of `body` (oversized faults).
+    generated: Option<SimBody>,
 }
 
 impl Reply {
@@ -609,6 +614,14 @@ impl Reply {
             body,
             vault_headers: true,
             caller: None,
+            generated: None,
+        }
+    }
+
+    fn generated(body: SimBody) -> Self {
+        Self {
+            generated: Some(body),
+            ..Self::json(StatusCode::OK, Bytes::new())
         }
     }
 
@@ -635,16 +648,12 @@ pub(crate) struct Ctx<'a> {
 const SIGN_IN_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Sign In - Veeva Vault</title></head>\n<body><form method=\"post\" action=\"/auth/login\"><h1>Sign in to Vault</h1>\n<label>User Name <input name=\"username\"></label>\n<label>Password <input name=\"password\" type=\"password\"></label>\n<button type=\"submit\">Continue</button></form></body></html>\n";
 
 /// The body of an `Oversized` fault: valid JSON of exactly `bytes` bytes
-/// when that is at least the envelope's size, else a prefix of it.
-fn oversized_body(bytes: usize) -> Bytes {
+/// when that is at least the envelope's size, else a prefix of it;
+/// generated while it is sent.
+fn oversized_body(bytes: usize, chunked: bool) -> SimBody {
     const HEAD: &str = r#"{"responseStatus":"SUCCESS","padding":""#;
     const TAIL: &str = r#""}"#;
-    let mut body = Vec::with_capacity(bytes.max(HEAD.len() + TAIL.len()));
-    body.extend_from_slice(HEAD.as_bytes());
-    body.resize(bytes.saturating_sub(TAIL.len()).max(HEAD.len()), b'x');
-    body.extend_from_slice(TAIL.as_bytes());
-    body.truncate(bytes);
-    Bytes::from(body)
+    SimBody::padded(HEAD, TAIL, bytes, chunked)
 }
 
 // -------------------------------------------------------------------- vault
@@ -680,6 +689,7 @@ impl Vault {
                 auth_window: None,
             })
             .collect();
+        let response_delay = spec.response_delay;
         Self {
             spec,
             clock,
@@ -689,6 +699,7 @@ impl Vault {
                 uploads: Vec::new(),
                 next_job_id: FIRST_JOB_ID,
                 burst: Burst::default(),
+                response_delay,
                 counts: HashMap::new(),
                 last_client_id: None,
                 missing_client_id: 0,
@@ -720,7 +731,7 @@ impl Vault {
         let route = parse_route(req.method(), rest);
         let endpoint = route.as_ref().ok().map(|r| r.op.endpoint());
         let now = self.now();
-        let burst = {
+        let (burst, response_delay) = {
             let mut st = self.lock();
             st.purge(now, &self.spec);
             match req
@@ -734,7 +745,7 @@ impl Vault {
             if let Some(ep) = endpoint {
                 *st.counts.entry(ep).or_default() += 1;
             }
-            st.burst.tick(now, self.spec.burst_limit)
+            (st.burst.tick(now, self.spec.burst_limit), st.response_delay)
         };
         let fault = endpoint.and_then(|ep| self.faults.take(ep));
         let mut retry_after = None;
@@ -776,8 +787,23 @@ impl Vault {
                 StatusCode::OK,
                 Bytes::from_static(b"{\"responseStatus\":\"SUCCESS\",\"data\":[{\"path\":,}"),
             ),
-            Some(FaultKind::Oversized { bytes }) => {
-                Reply::json(StatusCode::OK, oversized_body(bytes))
+            Some(FaultKind::Oversized { bytes }) => Reply::generated(oversized_body(bytes, false)),
+            Some(FaultKind::OversizedChunked { bytes }) => {
+                Reply::generated(oversized_body(bytes, true))
+            }
+            Some(FaultKind::UnknownFields) => {
+                let mut reply = self.handle(route, req, ctx).await;
+                if let Some(body) = faults::with_unknown_fields(&reply.body) {
+                    reply.body = body;
+                }
+                reply
+            }
+            Some(FaultKind::OddRecords { records }) => {
+                let mut reply = self.handle(route, req, ctx).await;
+                if let Some(body) = faults::with_odd_records(&reply.body, &records) {
+                    reply.body = body;
+                }
+                reply
             }
             Some(FaultKind::WrongVersionTrap) => {
                 Reply::json(StatusCode::OK, VaultError::invalid_session().body())
@@ -793,19 +819,22 @@ impl Vault {
                 )
             }
         };
-        let mut resp = self.finish(reply, burst);
+        let mut resp = self.finish(reply, burst, response_delay);
         if let Some(secs) = retry_after {
             put(resp.headers_mut(), "retry-after", &secs.to_string());
         }
         if burst.delayed {
-            ctx.shutdown.sleep(self.spec.response_delay).await;
+            ctx.shutdown.sleep(response_delay).await;
         }
         Ok(resp)
     }
 
     /// Adds the headers Vault puts on every response.
-    fn finish(&self, reply: Reply, burst: BurstTick) -> HttpResponse {
-        let mut resp = Response::new(Full::new(reply.body));
+    fn finish(&self, reply: Reply, burst: BurstTick, response_delay: Duration) -> HttpResponse {
+        let body = reply
+            .generated
+            .unwrap_or_else(|| SimBody::whole(reply.body));
+        let mut resp = Response::new(body);
         *resp.status_mut() = reply.status;
         let h = resp.headers_mut();
         put(h, "content-type", &reply.content_type);
@@ -834,7 +863,7 @@ impl Vault {
                 put(
                     h,
                     "x-vaultapi-responsedelay",
-                    &self.spec.response_delay.as_millis().to_string(),
+                    &response_delay.as_millis().to_string(),
                 );
             }
         }
@@ -1608,6 +1637,10 @@ impl Vault {
         st.burst.start = Some(now);
         st.burst.used = self.spec.burst_limit.saturating_sub(remaining);
     }
+
+    pub(crate) fn set_response_delay(&self, delay: Duration) {
+        self.lock().response_delay = delay;
+    }
 }
 
 /// What a part upload will do, checked before its body is read.
@@ -1891,12 +1924,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn oversized_is_exact() {
+    #[tokio::test]
+    async fn oversized_is_exact() {
         for n in [0, 5, 41, 42, 43, 1000] {
-            assert_eq!(oversized_body(n).len(), n);
+            for chunked in [false, true] {
+                let b = oversized_body(n, chunked)
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                assert_eq!(b.len(), n);
+            }
         }
-        let b = oversized_body(1000);
+        let b = oversized_body(1000, false)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
         assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok());
     }
 

@@ -1,14 +1,13 @@
 //! deepset's wire format: responses, FastAPI error bodies, timestamps.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::sim::http::HttpResponse;
+use crate::sim::http::{HttpResponse, SimBody};
 
 /// `Content-Type` of every API answer (FastAPI's `JSONResponse`).
 pub(crate) const JSON: &str = "application/json";
@@ -21,6 +20,8 @@ pub(crate) struct Reply {
     pub(crate) content_type: Option<String>,
     pub(crate) body: Bytes,
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// A generated body sent instead of `body` (oversized faults).
+    pub(crate) generated: Option<SimBody>,
 }
 
 impl Reply {
@@ -36,6 +37,15 @@ impl Reply {
             content_type: Some(content_type.to_owned()),
             body,
             headers: Vec::new(),
+            generated: None,
+        }
+    }
+
+    /// HTTP 200 JSON whose body is generated while it is sent.
+    pub(crate) fn generated(body: SimBody) -> Self {
+        Self {
+            generated: Some(body),
+            ..Self::raw(StatusCode::OK, JSON, Bytes::new())
         }
     }
 
@@ -46,6 +56,7 @@ impl Reply {
             content_type: None,
             body: Bytes::new(),
             headers: Vec::new(),
+            generated: None,
         }
     }
 
@@ -61,7 +72,8 @@ impl Reply {
     }
 
     pub(crate) fn into_response(self) -> HttpResponse {
-        let mut resp = Response::new(Full::new(self.body));
+        let body = self.generated.unwrap_or_else(|| SimBody::whole(self.body));
+        let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         if let Some(ct) = self.content_type {
