@@ -1836,15 +1836,12 @@ async fn sim_binary_admin_flag() {
     }
 }
 
-// ---------------------------------------------------------- exporter bugs
+// -------------------------------------------------------------- Retry-After
 
 /// README, "How it behaves under failure": deepset 429 "waits at least
-/// `Retry-After`". The poller schedules the next poll at `started +
-/// jitter(delay, delay / 10)` (src/poller/mod.rs, `run_target`), so with
-/// `delay` = Retry-After the next request can come up to 10% early, and it
-/// is measured from the start of the poll, not from the answer.
+/// `Retry-After`", counted from the answer. (Found by this test: the poll
+/// jitter used to shorten it by up to 10%.)
 #[tokio::test]
-#[ignore = "exporter bug: Retry-After is shortened by up to 10% by the poll jitter (src/poller/mod.rs run_target)"]
 async fn retry_after_is_never_shortened() {
     let _shared = exclusive().read().await;
     let sim = Simulator::start_with(

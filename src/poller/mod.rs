@@ -287,6 +287,11 @@ pub async fn run_target(
         if next < Instant::now() {
             next = Instant::now();
         }
+        // A Retry-After counts from the answer and is never shortened by
+        // the jitter.
+        if let Some(after) = result.as_ref().err().and_then(FetchError::retry_after) {
+            next = next.max(Instant::now() + after);
+        }
     }
     // Be a good guest: end the Vault session instead of leaving it open.
     let _ = tokio::time::timeout(Duration::from_secs(5), source.close()).await;
