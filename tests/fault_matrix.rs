@@ -1425,15 +1425,17 @@ fn rss_kib() -> u64 {
 }
 
 /// The simulator streams 200 MiB bodies (with and without a length) at
-/// both kinds of target, poll after poll; the exporter's cap
-/// (`max_response_size`, 4 MiB here) keeps resident memory bounded. The
-/// simulator runs in this process too, so its generated bodies would count
-/// as well if they were held in memory.
+/// both kinds of target, poll after poll, four exporters at once; their
+/// cap (`max_response_size`, 4 MiB here) keeps resident memory bounded.
+/// The simulators run in this process too, so their generated bodies would
+/// count as well if they were held in memory. One uncapped body alone
+/// would exceed the bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn huge_bodies_keep_memory_bounded() {
     let _alone = exclusive().write().await;
     const CAP: u64 = 4 * 1024 * 1024;
     const GROWTH_BOUND_KIB: u64 = 50 * 1024;
+    let mut runs = Vec::new();
     for (api, kind) in [
         (Api::Vault, "oversized"),
         (Api::Vault, "oversized_chunked"),
@@ -1461,33 +1463,62 @@ async fn huge_bodies_keep_memory_bounded() {
         ];
         let mut run = Run::start_with(&label, api, sim, targets).await;
         run.baseline().await;
-        let before = rss_kib();
-        let lists = run.faulty_lists();
-        run.arm(&on_list(json!({"kind": kind, "bytes": HUGE})))
+        runs.push((run, kind));
+    }
+    let before = rss_kib();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = CancellationToken::new();
+    let sampler = {
+        let (peak, stop) = (Arc::clone(&peak), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (mut run, kind) in runs {
+        tasks.spawn(async move {
+            let lists = run.faulty_lists();
+            run.arm(&on_list(json!({"kind": kind, "bytes": HUGE})))
+                .await;
+            let k = run.kind();
+            run.until(
+                Duration::from_secs(15),
+                "three polls refused as too large",
+                |m| m.errors(F, "decode") >= 3 && m.up(F, k) == Some(false),
+            )
             .await;
-        let mut peak = before;
-        let k = run.kind();
-        run.until(
-            Duration::from_secs(15),
-            "three polls refused as too large",
-            |m| {
-                peak = peak.max(rss_kib());
-                m.errors(F, "decode") >= 3 && m.up(F, k) == Some(false)
-            },
-        )
-        .await;
-        peak = peak.max(rss_kib());
-        assert!(
-            run.faulty_lists() >= lists + 3,
-            "{label}: the bodies were served"
-        );
-        let growth = peak.saturating_sub(before);
-        eprintln!("{label}: VmRSS {before} KiB before, peak {peak} KiB (+{growth} KiB)");
-        assert!(
-            growth < GROWTH_BOUND_KIB,
-            "{label}: resident memory grew by {growth} KiB while 200 MiB bodies were refused"
-        );
+            assert!(
+                run.faulty_lists() >= lists + 3,
+                "{}: the bodies were served",
+                run.label
+            );
+            run
+        });
+    }
+    let mut done = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        done.push(r.unwrap_or_else(|e| panic!("{}", panic_message(e))));
+    }
+    stop.cancel();
+    sampler.await.expect("sampler");
+    let peak = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(rss_kib());
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "memory: VmRSS {before} KiB before, peak {peak} KiB (+{growth} KiB) while 4 targets \
+         were sent 200 MiB bodies, 3+ polls each"
+    );
+    assert!(
+        growth < GROWTH_BOUND_KIB,
+        "resident memory grew by {growth} KiB while 200 MiB bodies were refused"
+    );
+    for mut run in done {
         run.clear().await;
+        let k = run.kind();
         run.until(Duration::from_secs(15), "recovery", |m| {
             m.up(F, k) == Some(true)
         })
