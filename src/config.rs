@@ -2,7 +2,7 @@
 //!
 //! Loading happens in two steps. The `config` crate reads the file into the
 //! `Raw*` structs (every field optional, unknown keys rejected), then
-//! [`validate`] turns them into a [`Config`] whose values are all checked, with
+//! `validate` turns them into a [`Config`] whose values are all checked, with
 //! every problem reported at once as "file: key: what is wrong; what to do".
 //! Secrets are resolved here too (from the environment or a file), so a bad
 //! secret is a start-up error rather than a failed login against the Vault.

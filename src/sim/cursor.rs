@@ -1,9 +1,9 @@
 //! Opaque, tamper-evident page cursors for List File Parts, shaped like
 //! Vault's (`<base64>:<base64>`, so clients must URL-encode `+`, `/`, `=`).
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use md5::{Digest, Md5};
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Cursor pointing after `after` parts of session `session_id`.
 pub(crate) fn encode(key: &[u8; 16], session_id: &str, after: u32) -> String {
@@ -48,48 +48,12 @@ fn tag(key: &[u8; 16], session_id: &str, after: u32) -> [u8; 16] {
 
 /// Standard base64 with padding.
 fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    B64.encode(data)
 }
 
 /// Inverse of [`b64_encode`]; `None` on anything malformed.
 fn b64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (ci, chunk) in bytes.chunks(4).enumerate() {
-        let last = ci == bytes.len() / 4 - 1;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            let v = ALPHABET.iter().position(|&a| a == c)?;
-            n = (n << 6) | v as u32;
-        }
-        n <<= 6 * pad as u32;
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&decoded[..3 - pad]);
-    }
-    Some(out)
+    B64.decode(text).ok()
 }
 
 #[cfg(test)]
