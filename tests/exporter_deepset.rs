@@ -484,3 +484,37 @@ async fn a_failing_deepset_target_leaves_the_vault_alone() {
     exporter.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_vanishing_before_its_status_is_skipped_not_fatal() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    ws.insert_session(closed(ADA, now, vec![FileSeed::ingested("a.pdf", 1)]));
+    ws.insert_session(DeepsetSessionSeed::open(DEMO_USER_ID, now));
+    // The status call answers 404 as for a session deleted meanwhile.
+    ws.inject(FaultRule {
+        endpoint: Some(DeepsetEndpoint::SessionStatus),
+        kind: FaultKind::HttpStatus {
+            status: 404,
+            content_type: "application/json".into(),
+            body: "{\"detail\":\"Session not found\"}".into(),
+        },
+        times: Some(1),
+    });
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    let mut source = Source::new(&target).unwrap();
+    let mut state = TargetState::for_target(&target);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert!(state.up());
+    assert_eq!(
+        state.owners()[ADA].files,
+        None,
+        "no counts for the vanished session"
+    );
+    assert_eq!(state.owners()[ADA].sessions.values().sum::<u64>(), 1);
+    // Next poll: the status is there again and counted.
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(state.owners()[ADA].files.unwrap().finished, 1);
+    sim.shutdown().await;
+}
