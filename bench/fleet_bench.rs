@@ -55,6 +55,7 @@ struct Opts {
     max_concurrent_polls: usize,
     out: Option<PathBuf>,
     work: PathBuf,
+    exporter: Option<PathBuf>,
     skip: Vec<String>,
 }
 
@@ -74,6 +75,7 @@ impl Opts {
             scale: vec![10, 200, 1000],
             max_concurrent_polls: 16,
             out: None,
+            exporter: None,
             work: std::env::temp_dir().join(format!("fleet_bench.{}", std::process::id())),
             skip: Vec::new(),
         };
@@ -107,6 +109,7 @@ impl Opts {
                 "--skip" => o.skip = val()?.split(',').map(str::to_string).collect(),
                 "--out" => o.out = Some(PathBuf::from(val()?)),
                 "--work" => o.work = PathBuf::from(val()?),
+                "--exporter" => o.exporter = Some(PathBuf::from(val()?)),
                 "--quick" => {
                     o.soak_secs = 120;
                     o.wrk_secs = 5;
@@ -129,6 +132,7 @@ impl Opts {
 
 const HELP: &str = "fleet_bench [--quick] [--soak-secs N] [--latency-ms N] [--vaults N] \
 [--workspaces N] [--scale 10,200,1000] [--skip vaults,production,serve,load,soak,scale] [--out FILE.md]\n\
+[--exporter PATH (another build of the exporter, e.g. to compare before/after)]\n\
 Normally run through bench/run.sh.";
 
 // ---------------------------------------------------------------- the fleet
@@ -420,7 +424,10 @@ fn free_port() -> Res<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn exporter_binary() -> Res<PathBuf> {
+fn exporter_binary(o: &Opts) -> Res<PathBuf> {
+    if let Some(p) = &o.exporter {
+        return Ok(p.clone());
+    }
     // target/release/examples/fleet_bench -> target/release/upload_session_exporter
     let exe = std::env::current_exe()?;
     let dir = exe
@@ -445,13 +452,14 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn spawn(work: &Path, tag: &str, config: &str) -> Res<Exporter> {
+    fn spawn(o: &Opts, tag: &str, config: &str) -> Res<Exporter> {
+        let work = &o.work;
         let path = work.join(format!("exporter-{tag}.toml"));
         std::fs::write(&path, config)?;
         let port = free_port()?;
         let log = std::fs::File::create(work.join(format!("exporter-{tag}.log")))?;
         let started = Instant::now();
-        let child = Command::new(exporter_binary()?)
+        let child = Command::new(exporter_binary(o)?)
             .arg("--config.file")
             .arg(&path)
             .arg("--web.listen-address")
@@ -834,6 +842,9 @@ fn run_wrk(url: &str, gzip: bool, connections: usize, secs: u64) -> Res<Wrk> {
             w.non_2xx = words.last().and_then(|v| v.parse().ok()).unwrap_or(0);
         }
     }
+    if w.errors + w.non_2xx > 0 {
+        eprintln!("   wrk {url} (gzip {gzip}, {connections} connections) reported errors:\n{text}");
+    }
     if w.requests == 0 {
         return Err(format!(
             "wrk gave no result for {url}: {}{}",
@@ -954,7 +965,7 @@ async fn phase_vaults(
 ) -> Res<()> {
     eprintln!("== phase 1a: {} Vaults at 60 s", o.vaults);
     let cfg = exporter_config(fleet, o, o.vaults, 0, "60s");
-    let e = Exporter::spawn(&o.work, "vaults", &cfg)?;
+    let e = Exporter::spawn(o, "vaults", &cfg)?;
     let first = wait_first_cycle(http, &e, "vault-", Duration::from_secs(120)).await?;
     eprintln!("   first cycle {first:?}");
     // Ideal: two calls (login, list) per Vault at the configured latency,
@@ -1016,7 +1027,7 @@ async fn phase_production(
         o.vaults, o.workspaces
     );
     let cfg = exporter_config(fleet, o, o.vaults, o.workspaces, "60s");
-    let e = Exporter::spawn(&o.work, "production", &cfg)?;
+    let e = Exporter::spawn(o, "production", &cfg)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rss_start, _) = rss_mib(e.pid())?;
     let vault_cycle = wait_first_cycle(http, &e, "vault-", Duration::from_secs(240)).await?;
@@ -1048,8 +1059,35 @@ async fn phase_production(
         Some(rss < 64.0),
     ));
 
-    // API footprint of a steady-state poll, per target.
+    // API footprint of a steady-state poll, per target; and the CPU of the
+    // polling meanwhile (cycles counted by Vault list calls).
+    let cpu0 = cpu_seconds(e.pid())?;
+    let lists0 = calls(
+        &fetch_page(http, &e).await?,
+        "vault",
+        Some("list_upload_sessions"),
+    );
+    let t0 = Instant::now();
     let per_kind = steady_poll_calls(http, &e, Duration::from_secs(90)).await?;
+    let cpu = cpu_seconds(e.pid())? - cpu0;
+    let secs = t0.elapsed().as_secs_f64();
+    let cycles = (calls(
+        &fetch_page(http, &e).await?,
+        "vault",
+        Some("list_upload_sessions"),
+    ) - lists0)
+        / o.vaults as f64;
+    report.rows.push(row(
+        format!(
+            "CPU per full poll cycle of the whole fleet at 60 s ({} targets; HTTP, decode, analytics, render, gzip; page fetched every 5 s)",
+            o.vaults + o.workspaces
+        ),
+        format!("{:.0} ms", cpu / cycles.max(1e-9) * 1000.0),
+        format!("{cycles:.2} cycles in {secs:.0} s"),
+        format!("{:.2} % of a core", cpu / secs * 100.0),
+        "",
+        None,
+    ));
     if let Some((n, eps)) = per_kind.get("vault") {
         let per_poll: f64 = eps.values().sum();
         let per_window = per_poll * 5.0;
@@ -1232,7 +1270,7 @@ async fn phase_soak(
     eprintln!("== phase 2: soak at 5 s with churn for {} s", o.soak_secs);
     let churn = spawn_churn(fleet, o, o.vaults, true);
     let cfg = exporter_config(fleet, o, o.vaults, o.workspaces, "5s");
-    let e = Exporter::spawn(&o.work, "soak", &cfg)?;
+    let e = Exporter::spawn(o, "soak", &cfg)?;
     wait_first_cycle(http, &e, "", Duration::from_secs(180)).await?;
     let warmup = Duration::from_secs(30);
     tokio::time::sleep(warmup).await;
@@ -1304,7 +1342,7 @@ async fn phase_scale(
         eprintln!("== phase 3: {n} Vault targets at 5 s");
         let churn = spawn_churn(fleet, o, n, false);
         let cfg = exporter_config(fleet, o, n, 0, "5s");
-        let e = Exporter::spawn(&o.work, &format!("scale-{n}"), &cfg)?;
+        let e = Exporter::spawn(o, &format!("scale-{n}"), &cfg)?;
         let first = wait_first_cycle(http, &e, "vault-", Duration::from_secs(300)).await?;
         tokio::time::sleep(Duration::from_secs(10)).await;
         let cpu0 = cpu_seconds(e.pid())?;
