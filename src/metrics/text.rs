@@ -55,8 +55,14 @@ impl Value {
                     // -1.5 s is div_euclid -2 and rem 500: write it as a float.
                     let _ = write!(out, "{}", ms as f64 / 1000.0);
                 } else {
-                    let s = format!("{frac:03}");
-                    let _ = write!(out, "{secs}.{}", s.trim_end_matches('0'));
+                    // Three decimals without trailing zeros, written in
+                    // place (no temporary string).
+                    let (digits, width) = match frac {
+                        f if f % 100 == 0 => (f / 100, 1),
+                        f if f % 10 == 0 => (f / 10, 2),
+                        f => (f, 3),
+                    };
+                    let _ = write!(out, "{secs}.{digits:0width$}");
                 }
             }
             Value::F(f) => {
@@ -127,6 +133,10 @@ mod tests {
             "m 1602354775.25\n"
         );
         assert_eq!(line(&[], Value::Millis(5)), "m 0.005\n");
+        assert_eq!(line(&[], Value::Millis(50)), "m 0.05\n");
+        assert_eq!(line(&[], Value::Millis(1_010)), "m 1.01\n");
+        assert_eq!(line(&[], Value::Millis(1_100)), "m 1.1\n");
+        assert_eq!(line(&[], Value::Millis(1_999)), "m 1.999\n");
         assert_eq!(line(&[], Value::Millis(-1500)), "m -1.5\n");
         assert_eq!(line(&[], Value::Millis(-2000)), "m -2\n");
         assert_eq!(line(&[], Value::F(0.25)), "m 0.25\n");

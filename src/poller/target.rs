@@ -171,14 +171,21 @@ impl TargetState {
         }
         let mut owners: BTreeMap<String, OwnerStats> = BTreeMap::new();
         for (s, j) in sessions.iter().zip(judgements) {
-            if !owners.contains_key(&s.owner_id) && !self.owners.contains_key(&s.owner_id) {
-                // Counters start at 0 when an owner first appears, so that
-                // increase() sees the owner's first ended session too.
-                for outcome in [Outcome::Completed, Outcome::Expired] {
-                    self.ended.entry((s.owner_id.clone(), outcome)).or_default();
+            // Look up before inserting: most sessions belong to an owner
+            // already seen, and `entry` would copy the id every time.
+            if !owners.contains_key(&s.owner_id) {
+                if !self.owners.contains_key(&s.owner_id) {
+                    // Counters start at 0 when an owner first appears, so
+                    // that increase() sees the owner's first ended session.
+                    for outcome in [Outcome::Completed, Outcome::Expired] {
+                        self.ended.entry((s.owner_id.clone(), outcome)).or_default();
+                    }
                 }
+                owners.insert(s.owner_id.clone(), OwnerStats::default());
             }
-            let o = owners.entry(s.owner_id.clone()).or_default();
+            let Some(o) = owners.get_mut(&s.owner_id) else {
+                continue;
+            };
             *o.sessions.entry(s.state).or_default() += 1;
             o.uploaded = o.uploaded.saturating_add(s.uploaded);
             o.size = o.size.saturating_add(s.size.unwrap_or(0));

@@ -1,0 +1,1473 @@
+//! The fleet benchmark: the simulator with a CRO-sized fleet, the real
+//! exporter binary polling it, nginx serving the very same exposition bytes
+//! as a static file, and `wrk` against both. Prints one table.
+//!
+//! Run it through `bench/run.sh` (it installs nginx and wrk, builds once and
+//! raises the open-files limit); see BENCHMARKS.md for what each figure
+//! means and how it is measured.
+//!
+//! Phases:
+//! 1. fleet at the production interval (60 s): first full cycle, idle CPU
+//!    between polls, resident memory, API calls per poll, serving throughput
+//!    against nginx (64 connections), 1000 concurrent connections;
+//! 2. stress (5 s interval) soak with session churn: memory over time and
+//!    its slope, CPU per cycle of the whole fleet;
+//! 3. scale: 10, 200 and 1,000 Vault targets at 5 s: CPU per full cycle,
+//!    first cycle, memory, page size.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use time::OffsetDateTime;
+
+use upload_session_exporter::sim::{
+    DeepsetControl, DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed,
+    Scenario, SessionSeed, SimConfig, Simulator, VaultControl, VaultSpec,
+};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const MB: u64 = 1_000_000;
+const DEEPSET_KEY: &str = "demo-api-key";
+const VAULT_PASSWORD: &str = "demo";
+
+/// Command-line options (`--name value`).
+#[derive(Debug, Clone)]
+struct Opts {
+    vaults: usize,
+    sessions_per_vault: usize,
+    owners_per_vault: usize,
+    workspaces: usize,
+    sessions_per_workspace: usize,
+    latency_ms: u64,
+    soak_secs: u64,
+    wrk_secs: u64,
+    load_secs: u64,
+    load_connections: usize,
+    scale: Vec<usize>,
+    max_concurrent_polls: usize,
+    out: Option<PathBuf>,
+    work: PathBuf,
+    exporter: Option<PathBuf>,
+    skip: Vec<String>,
+}
+
+impl Opts {
+    fn parse() -> Res<Opts> {
+        let mut o = Opts {
+            vaults: 200,
+            sessions_per_vault: 50,
+            owners_per_vault: 5,
+            workspaces: 50,
+            sessions_per_workspace: 200,
+            latency_ms: 50,
+            soak_secs: 600,
+            wrk_secs: 8,
+            load_secs: 30,
+            load_connections: 1000,
+            scale: vec![10, 200, 1000],
+            max_concurrent_polls: 16,
+            out: None,
+            exporter: None,
+            work: std::env::temp_dir().join(format!("fleet_bench.{}", std::process::id())),
+            skip: Vec::new(),
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut val = || -> Res<String> {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{a} needs a value").into())
+            };
+            match a.as_str() {
+                "--vaults" => o.vaults = val()?.parse()?,
+                "--sessions-per-vault" => o.sessions_per_vault = val()?.parse()?,
+                "--owners-per-vault" => o.owners_per_vault = val()?.parse()?,
+                "--workspaces" => o.workspaces = val()?.parse()?,
+                "--sessions-per-workspace" => o.sessions_per_workspace = val()?.parse()?,
+                "--latency-ms" => o.latency_ms = val()?.parse()?,
+                "--soak-secs" => o.soak_secs = val()?.parse()?,
+                "--wrk-secs" => o.wrk_secs = val()?.parse()?,
+                "--load-secs" => o.load_secs = val()?.parse()?,
+                "--load-connections" => o.load_connections = val()?.parse()?,
+                "--max-concurrent-polls" => o.max_concurrent_polls = val()?.parse()?,
+                "--scale" => {
+                    o.scale = val()?
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?
+                }
+                "--skip" => o.skip = val()?.split(',').map(str::to_string).collect(),
+                "--out" => o.out = Some(PathBuf::from(val()?)),
+                "--work" => o.work = PathBuf::from(val()?),
+                "--exporter" => o.exporter = Some(PathBuf::from(val()?)),
+                "--quick" => {
+                    o.soak_secs = 120;
+                    o.wrk_secs = 5;
+                    o.load_secs = 15;
+                }
+                "-h" | "--help" => {
+                    println!("{}", HELP);
+                    std::process::exit(0);
+                }
+                other => return Err(format!("unknown option {other}; see --help").into()),
+            }
+        }
+        Ok(o)
+    }
+
+    fn skips(&self, phase: &str) -> bool {
+        self.skip.iter().any(|s| s == phase)
+    }
+}
+
+const HELP: &str = "fleet_bench [--quick] [--soak-secs N] [--latency-ms N] [--vaults N] \
+[--workspaces N] [--scale 10,200,1000] [--skip vaults,production,serve,load,soak,scale] [--out FILE.md]\n\
+[--exporter PATH (another build of the exporter, e.g. to compare before/after)]\n\
+Normally run through bench/run.sh.";
+
+// ---------------------------------------------------------------- the fleet
+
+/// Owner ids of vault `v`.
+fn owner_id(v: usize, k: usize) -> u64 {
+    20_000_000 + (v as u64) * 100 + k as u64
+}
+
+fn vault_name(v: usize) -> String {
+    format!("v{v:04}")
+}
+
+fn workspace_name(w: usize) -> String {
+    format!("ws{w:03}")
+}
+
+fn deepset_user_id(w: usize, u: usize) -> String {
+    format!("00000000-0000-4000-8000-{:012x}", w * 100 + u)
+}
+
+const USERS_PER_WORKSPACE: usize = 10;
+
+fn random_vault_session(rng: &mut StdRng, v: usize, o: &Opts, now: OffsetDateTime) -> SessionSeed {
+    let k = rng.random_range(0..o.owners_per_vault);
+    let size = rng.random_range(100 * MB..40_000 * MB);
+    let created = now - time::Duration::minutes(rng.random_range(1..48 * 60));
+    let roll: f64 = rng.random();
+    // A few complete (awaiting commit), a few stalled for hours, the rest
+    // moving.
+    let uploaded = if roll < 0.05 {
+        size
+    } else {
+        (size as f64 * rng.random_range(0.0..0.95)) as u64
+    };
+    let last = if roll > 0.9 {
+        now - time::Duration::hours(rng.random_range(2..10))
+    } else {
+        now - time::Duration::seconds(rng.random_range(0..300))
+    };
+    let mut s = SessionSeed::new(
+        format!(
+            "/u{}/batch-{}/file-{}.zip",
+            owner_id(v, k),
+            rng.random_range(0..100),
+            rng.random::<u32>()
+        ),
+        owner_id(v, k),
+        size,
+        now,
+    );
+    s.uploaded = uploaded;
+    s.uploaded_parts = u32::try_from(uploaded.div_ceil(50 * 1024 * 1024))
+        .unwrap_or(2000)
+        .min(2000);
+    s.created = created;
+    s.expiration = created + time::Duration::hours(72);
+    s.last_uploaded = last.max(created);
+    s
+}
+
+fn seed_vault(c: &VaultControl, v: usize, o: &Opts, rng: &mut StdRng) {
+    let now = c.now();
+    for _ in 0..o.sessions_per_vault {
+        c.insert_session(random_vault_session(rng, v, o, now));
+    }
+}
+
+fn files(rng: &mut StdRng, n: usize, ingested: bool) -> Vec<FileSeed> {
+    (0..n)
+        .map(|i| {
+            let name = format!("doc-{i}-{}.pdf", rng.random::<u16>());
+            if ingested {
+                FileSeed::ingested(&name, rng.random_range(1_000..5_000_000))
+            } else {
+                FileSeed::pending(&name, rng.random_range(1_000..5_000_000))
+            }
+        })
+        .collect()
+}
+
+/// About `sessions_per_workspace` sessions: per user 2 open, 1 expired
+/// within the window, one in two users a closed session whose ingestion is
+/// stuck, and the rest closed and fully ingested.
+fn seed_workspace(c: &DeepsetControl, w: usize, o: &Opts, rng: &mut StdRng) {
+    let now = c.now();
+    let per_user = o.sessions_per_workspace / USERS_PER_WORKSPACE;
+    for u in 0..USERS_PER_WORKSPACE {
+        let user = deepset_user_id(w, u);
+        for i in 0..per_user {
+            let created = now - time::Duration::minutes(rng.random_range(1..20 * 60));
+            let mut s = DeepsetSessionSeed::open(&user, created);
+            s.expires_at = Some(created + time::Duration::hours(24));
+            match i {
+                0 | 1 => {
+                    let n = rng.random_range(0..6);
+                    s.files = files(rng, n, false);
+                }
+                2 => {
+                    s.status = "EXPIRED".into();
+                    s.expires_at = Some(now - time::Duration::hours(rng.random_range(1..20)));
+                }
+                3 if u % 2 == 0 => {
+                    s.status = "CLOSED".into();
+                    s.files = files(rng, 3, false);
+                }
+                _ => {
+                    s.status = "CLOSED".into();
+                    let n = rng.random_range(1..4);
+                    s.files = files(rng, n, true);
+                }
+            }
+            c.insert_session(s);
+        }
+    }
+}
+
+struct Fleet {
+    sim: Simulator,
+    vaults: Vec<VaultControl>,
+    workspaces: Vec<DeepsetControl>,
+}
+
+async fn start_fleet(o: &Opts) -> Res<Fleet> {
+    let max_vaults = o.vaults.max(o.scale.iter().copied().max().unwrap_or(0));
+    let mut vaults = Vec::with_capacity(max_vaults);
+    for v in 0..max_vaults {
+        let mut spec = VaultSpec::new(&vault_name(v), 100_000 + v as u64);
+        // Seeded sessions ignore the limit; keep it as Vault's.
+        spec.session_limit = o.sessions_per_vault.max(50);
+        vaults.push(spec);
+    }
+    let mut workspaces = Vec::with_capacity(o.workspaces);
+    for w in 0..o.workspaces {
+        let mut spec = DeepsetSpec::new(&workspace_name(w));
+        for u in 0..USERS_PER_WORKSPACE {
+            spec.users.push(DeepsetUser::new(
+                &deepset_user_id(w, u),
+                &format!("Given{u}"),
+                &format!("Family{w}"),
+                &format!("key-{w}-{u}"),
+            ));
+        }
+        workspaces.push(spec);
+    }
+    let config = SimConfig {
+        scenario: Scenario::Idle,
+        seed: 7,
+        vaults,
+        deepset: workspaces,
+    };
+    let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await?;
+    let mut rng = StdRng::seed_from_u64(42);
+    let latency = Duration::from_millis(o.latency_ms);
+    let mut vcs = Vec::new();
+    for v in 0..max_vaults {
+        let c = sim.vault(&vault_name(v)).ok_or("vault missing")?;
+        seed_vault(&c, v, o, &mut rng);
+        if !latency.is_zero() {
+            c.inject(FaultRule::always(None, FaultKind::Delay(latency)));
+        }
+        vcs.push(c);
+    }
+    let mut wcs = Vec::new();
+    for w in 0..o.workspaces {
+        let c = sim.deepset(&workspace_name(w)).ok_or("workspace missing")?;
+        seed_workspace(&c, w, o, &mut rng);
+        if !latency.is_zero() {
+            c.inject(FaultRule::always(None, FaultKind::Delay(latency)));
+        }
+        wcs.push(c);
+    }
+    Ok(Fleet {
+        sim,
+        vaults: vcs,
+        workspaces: wcs,
+    })
+}
+
+/// Session churn: every second, about a fifth of the polled vaults see an
+/// upload progress or a session replaced (committed, a new one opened), and
+/// a few workspaces open, close and age out a session. The numbers of
+/// sessions and owners stay about constant; their ids do not.
+fn spawn_churn(
+    fleet: &Fleet,
+    o: &Opts,
+    vaults: usize,
+    with_deepset: bool,
+) -> tokio::task::JoinHandle<()> {
+    let vcs: Vec<VaultControl> = fleet.vaults.iter().take(vaults).cloned().collect();
+    let wcs: Vec<DeepsetControl> = if with_deepset {
+        fleet.workspaces.clone()
+    } else {
+        Vec::new()
+    };
+    let o = o.clone();
+    tokio::spawn(async move {
+        let mut rng = StdRng::seed_from_u64(99);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            for _ in 0..(vcs.len() / 5).max(1) {
+                let v = rng.random_range(0..vcs.len());
+                let c = &vcs[v];
+                let sessions = c.sessions();
+                if sessions.is_empty() {
+                    continue;
+                }
+                let s = &sessions[rng.random_range(0..sessions.len())];
+                let now = c.now();
+                if rng.random_bool(0.3) || s.uploaded >= s.size {
+                    c.remove_session(&s.id);
+                    c.insert_session(random_vault_session(&mut rng, v, &o, now));
+                } else {
+                    let up = (s.uploaded + rng.random_range(5 * MB..500 * MB)).min(s.size);
+                    let parts = u32::try_from(up.div_ceil(50 * 1024 * 1024))
+                        .unwrap_or(2000)
+                        .min(2000);
+                    c.set_progress(&s.id, up, parts, now);
+                }
+            }
+            for _ in 0..(wcs.len() / 10).max(usize::from(!wcs.is_empty())) {
+                let w = rng.random_range(0..wcs.len());
+                let c = &wcs[w];
+                let now = c.now();
+                let sessions = c.sessions();
+                let open: Vec<_> = sessions.iter().filter(|s| s.status == "OPEN").collect();
+                let done: Vec<_> = sessions
+                    .iter()
+                    .filter(|s| {
+                        s.status == "CLOSED"
+                            && s.files.iter().all(|f| f.status != "PENDING")
+                            && s.expires_at.is_some_and(|e| e > now)
+                    })
+                    .collect();
+                if let Some(s) = open.first() {
+                    c.close_session(&s.id);
+                }
+                if let Some(s) = done.get(rng.random_range(0..done.len().max(1))) {
+                    // Ages out of the 24 h window: no longer listed.
+                    c.set_expires_at(&s.id, Some(now - time::Duration::days(3)));
+                }
+                let u = rng.random_range(0..USERS_PER_WORKSPACE);
+                let mut seed = DeepsetSessionSeed::open(&deepset_user_id(w, u), now);
+                let n = rng.random_range(0..4);
+                seed.files = files(&mut rng, n, false);
+                c.insert_session(seed);
+            }
+        }
+    })
+}
+
+// ------------------------------------------------------------ the exporter
+
+fn exporter_config(
+    fleet: &Fleet,
+    o: &Opts,
+    vaults: usize,
+    workspaces: usize,
+    interval: &str,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "[exporter]\nmax_concurrent_polls = {}\n\n[defaults]\npoll_interval = \"{interval}\"\ntimeout = \"15s\"\n",
+        o.max_concurrent_polls
+    );
+    for v in 0..vaults {
+        let name = vault_name(v);
+        let url = fleet.sim.vault_url(&name).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "[[targets]]\nname = \"vault-{name}\"\nkind = \"vault\"\nurl = \"{url}\"\nusername = \"demo@example.com\"\npassword_env = \"BENCH_VAULT_PASSWORD\"\n"
+        );
+    }
+    for w in 0..workspaces {
+        let name = workspace_name(w);
+        let _ = writeln!(
+            s,
+            "[[targets]]\nname = \"deepset-{name}\"\nkind = \"deepset\"\nurl = \"{}\"\nworkspace = \"{name}\"\napi_key_env = \"BENCH_DEEPSET_KEY\"\n",
+            fleet.sim.deepset_url()
+        );
+    }
+    s
+}
+
+fn free_port() -> Res<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn exporter_binary(o: &Opts) -> Res<PathBuf> {
+    if let Some(p) = &o.exporter {
+        return Ok(p.clone());
+    }
+    // target/release/examples/fleet_bench -> target/release/upload_session_exporter
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?;
+    let bin = dir.join("upload_session_exporter");
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: build it first (cargo build --release --bins)",
+            bin.display()
+        )
+        .into());
+    }
+    Ok(bin)
+}
+
+struct Exporter {
+    child: Child,
+    port: u16,
+    started: Instant,
+}
+
+impl Exporter {
+    fn spawn(o: &Opts, tag: &str, config: &str) -> Res<Exporter> {
+        let work = &o.work;
+        let path = work.join(format!("exporter-{tag}.toml"));
+        std::fs::write(&path, config)?;
+        let port = free_port()?;
+        let log = std::fs::File::create(work.join(format!("exporter-{tag}.log")))?;
+        let started = Instant::now();
+        let child = Command::new(exporter_binary(o)?)
+            .arg("--config.file")
+            .arg(&path)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--log.level")
+            .arg("warn")
+            .env("BENCH_VAULT_PASSWORD", VAULT_PASSWORD)
+            .env("BENCH_DEEPSET_KEY", DEEPSET_KEY)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Exporter {
+            child,
+            port,
+            started,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn stop(mut self) {
+        // SIGTERM would be kinder, but the process only logs out of
+        // simulated Vaults: kill is fine and quicker.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until no target whose name starts with `prefix` is waiting for its
+/// first poll (`/-/ready` names them); returns the time since start.
+async fn wait_first_cycle(
+    http: &reqwest::Client,
+    e: &Exporter,
+    prefix: &str,
+    limit: Duration,
+) -> Res<Duration> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!("targets {prefix}* not polled within {limit:?}").into());
+        }
+        if let Ok(r) = http.get(e.url("/-/ready")).send().await {
+            let ok = r.status().is_success();
+            let body = r.text().await.unwrap_or_default();
+            let waiting = body
+                .split(['\n', ',', ' '])
+                .any(|w| w.trim_end_matches('.').starts_with(prefix));
+            if ok || (body.starts_with("Not ready") && !waiting) {
+                return Ok(e.started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ----------------------------------------------------------------- /proc
+
+fn clock_ticks() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
+    100.0
+}
+
+/// User + system CPU seconds of a process (dead threads included).
+fn cpu_seconds(pid: u32) -> Res<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|(_, a)| a).ok_or("bad stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After the command: state is field 3; utime 14, stime 15 (1-based).
+    let utime: f64 = f.get(11).ok_or("bad stat")?.parse()?;
+    let stime: f64 = f.get(12).ok_or("bad stat")?.parse()?;
+    Ok((utime + stime) / clock_ticks())
+}
+
+/// (VmRSS, VmHWM) in MiB.
+fn rss_mib(pid: u32) -> Res<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+// ------------------------------------------------------------- the page
+
+struct Page {
+    plain: Vec<u8>,
+    gzip: Vec<u8>,
+    /// api_requests_total by (target, endpoint).
+    calls: BTreeMap<(String, String), f64>,
+    /// last_success_timestamp_seconds by target.
+    last_success: BTreeMap<String, f64>,
+}
+
+fn label(series: &str, k: &str) -> String {
+    series
+        .split(&format!("{k}=\""))
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn sample_value(line: &str) -> f64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn fetch_page(http: &reqwest::Client, e: &Exporter) -> Res<Page> {
+    let gzip = http
+        .get(e.url("/metrics"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await?
+        .bytes()
+        .await?
+        .to_vec();
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gzip[..]).read_to_end(&mut plain)?;
+    let text = String::from_utf8_lossy(&plain);
+    let mut calls = BTreeMap::new();
+    let mut last_success = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("upload_session_api_requests_total{") {
+            *calls
+                .entry((label(rest, "target"), label(rest, "endpoint")))
+                .or_default() += sample_value(line);
+        } else if let Some(rest) =
+            line.strip_prefix("upload_session_last_success_timestamp_seconds{")
+        {
+            last_success.insert(label(rest, "target"), sample_value(line));
+        }
+    }
+    Ok(Page {
+        plain,
+        gzip,
+        calls,
+        last_success,
+    })
+}
+
+/// Calls of targets named `{kind}-...`, for one endpoint or all.
+fn calls(p: &Page, kind: &str, endpoint: Option<&str>) -> f64 {
+    p.calls
+        .iter()
+        .filter(|((t, e), _)| {
+            t.split('-').next() == Some(kind) && endpoint.is_none_or(|want| e == want)
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn target_calls(p: &Page, target: &str) -> BTreeMap<String, f64> {
+    p.calls
+        .iter()
+        .filter(|((t, _), _)| t == target)
+        .map(|((_, e), v)| (e.clone(), *v))
+        .collect()
+}
+
+/// Calls made by one steady-state poll of each target: samples the page
+/// every 5 s until every target's last_success moved once after `first`
+/// (one poll: the interval is far longer than the sampling), and takes the
+/// difference of its counters. Returns per-kind averages by endpoint and
+/// the number of targets seen.
+async fn steady_poll_calls(
+    http: &reqwest::Client,
+    e: &Exporter,
+    limit: Duration,
+) -> Res<BTreeMap<String, (usize, BTreeMap<String, f64>)>> {
+    let mut prev = fetch_page(http, e).await?;
+    let mut done: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let deadline = Instant::now() + limit;
+    while done.len() < prev.last_success.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let cur = fetch_page(http, e).await?;
+        for (t, ls) in &cur.last_success {
+            if done.contains_key(t) {
+                continue;
+            }
+            if prev
+                .last_success
+                .get(t)
+                .is_some_and(|p| p != ls && *p > 0.0)
+            {
+                let before = target_calls(&prev, t);
+                let delta = target_calls(&cur, t)
+                    .into_iter()
+                    .map(|(ep, n)| {
+                        let d = n - before.get(&ep).copied().unwrap_or(0.0);
+                        (ep, d)
+                    })
+                    .collect();
+                done.insert(t.clone(), delta);
+            }
+        }
+        prev = cur;
+    }
+    let mut by_kind: BTreeMap<String, (usize, BTreeMap<String, f64>)> = BTreeMap::new();
+    for (t, delta) in done {
+        let kind = t.split('-').next().unwrap_or("").to_string();
+        let entry = by_kind.entry(kind).or_default();
+        entry.0 += 1;
+        for (ep, d) in delta {
+            *entry.1.entry(ep).or_default() += d;
+        }
+    }
+    for (n, eps) in by_kind.values_mut() {
+        for v in eps.values_mut() {
+            *v /= *n as f64;
+        }
+    }
+    Ok(by_kind)
+}
+
+// ----------------------------------------------------------------- nginx
+
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+fn start_nginx(work: &Path, page: &Page) -> Res<Nginx> {
+    let dir = work.join("nginx");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::create_dir_all(dir.join("logs"))?;
+    std::fs::write(www.join("metrics.txt"), &page.plain)?;
+    std::fs::write(www.join("metrics.txt.gz"), &page.gzip)?;
+    let port = free_port()?;
+    let conf = format!(
+        r#"worker_processes auto;
+daemon off;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 120;
+    keepalive_requests 100000000;
+    client_body_temp_path {d}/tmp-body;
+    proxy_temp_path {d}/tmp-proxy;
+    fastcgi_temp_path {d}/tmp-fastcgi;
+    uwsgi_temp_path {d}/tmp-uwsgi;
+    scgi_temp_path {d}/tmp-scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location = /metrics {{
+            default_type "text/plain; version=0.0.4; charset=utf-8";
+            alias {w}/metrics.txt;
+        }}
+        location = /metrics.gz {{
+            default_type "text/plain; version=0.0.4; charset=utf-8";
+            add_header Content-Encoding gzip;
+            add_header Vary Accept-Encoding;
+            alias {w}/metrics.txt.gz;
+        }}
+    }}
+}}
+"#,
+        d = dir.display(),
+        w = www.display(),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nginx ({e}); bench/run.sh installs it"))?;
+    Ok(Nginx { child, port })
+}
+
+impl Nginx {
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------- wrk
+
+#[derive(Debug, Default, Clone)]
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    errors: u64,
+    non_2xx: u64,
+    mb_per_s: f64,
+}
+
+fn parse_duration_ms(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * mult
+}
+
+fn run_wrk(url: &str, gzip: bool, connections: usize, secs: u64) -> Res<Wrk> {
+    let mut cmd = Command::new("wrk");
+    cmd.arg("-t2")
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency")
+        .arg("--timeout")
+        .arg("30s");
+    if gzip {
+        cmd.arg("-H").arg("Accept-Encoding: gzip");
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .map_err(|e| format!("cannot run wrk ({e}); bench/run.sh installs it"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut w = Wrk::default();
+    for line in text.lines() {
+        let t = line.trim();
+        let words: Vec<&str> = t.split_whitespace().collect();
+        if t.starts_with("Requests/sec:") {
+            w.rps = words.get(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        } else if t.starts_with("Transfer/sec:") {
+            let v = words.get(1).copied().unwrap_or("0");
+            let (n, m) = if let Some(n) = v.strip_suffix("GB") {
+                (n, 1024.0)
+            } else if let Some(n) = v.strip_suffix("MB") {
+                (n, 1.0)
+            } else if let Some(n) = v.strip_suffix("KB") {
+                (n, 1.0 / 1024.0)
+            } else {
+                (v.trim_end_matches('B'), 1.0 / (1024.0 * 1024.0))
+            };
+            w.mb_per_s = n.parse::<f64>().unwrap_or(0.0) * m;
+        } else if words.first() == Some(&"50%") {
+            w.p50_ms = parse_duration_ms(words.get(1).copied().unwrap_or(""));
+        } else if words.first() == Some(&"99%") {
+            w.p99_ms = parse_duration_ms(words.get(1).copied().unwrap_or(""));
+        } else if t.contains("requests in") {
+            w.requests = words.first().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if t.starts_with("Socket errors:") {
+            // Socket errors: connect 0, read 0, write 0, timeout 0
+            w.errors = t
+                .split([',', ':'])
+                .filter_map(|p| p.split_whitespace().last())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum();
+        } else if t.starts_with("Non-2xx or 3xx responses:") {
+            w.non_2xx = words.last().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    if w.errors + w.non_2xx > 0 {
+        eprintln!("   wrk {url} (gzip {gzip}, {connections} connections) reported errors:\n{text}");
+    }
+    if w.requests == 0 {
+        return Err(format!(
+            "wrk gave no result for {url}: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(w)
+}
+
+// ----------------------------------------------------------------- table
+
+struct Row {
+    figure: String,
+    exporter: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    pass: Option<bool>,
+}
+
+fn row(
+    figure: impl Into<String>,
+    exporter: impl Into<String>,
+    baseline: impl Into<String>,
+    ratio: impl Into<String>,
+    target: impl Into<String>,
+    pass: Option<bool>,
+) -> Row {
+    Row {
+        figure: figure.into(),
+        exporter: exporter.into(),
+        baseline: baseline.into(),
+        ratio: ratio.into(),
+        target: target.into(),
+        pass,
+    }
+}
+
+fn render_table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| figure | exporter | baseline | ratio | target | result |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.figure,
+            r.exporter,
+            r.baseline,
+            r.ratio,
+            r.target,
+            match r.pass {
+                Some(true) => "pass",
+                Some(false) => "**FAIL**",
+                None => "info",
+            }
+        );
+    }
+    s
+}
+
+fn machine() -> String {
+    let sh = |c: &str| -> String {
+        Command::new("sh")
+            .arg("-c")
+            .arg(c)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "- CPU: {} ({} cores, `nproc`)\n- memory (`free -h`):\n\n```\n{}\n```\n- kernel: {}\n- load average at start: {}\n- nginx: {}; wrk: {}\n",
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'"),
+        sh("nproc"),
+        sh("free -h"),
+        sh("uname -r"),
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
+        sh("nginx -v 2>&1 | sed 's/.*: //'"),
+        sh("wrk -v 2>&1 | head -1 | cut -d' ' -f1-2"),
+    )
+}
+
+fn linear_slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let num: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let den: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+// ----------------------------------------------------------------- phases
+
+struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    scale: Vec<String>,
+    load: Vec<String>,
+    soak: Vec<String>,
+}
+
+/// Phase 1a: the Vault fleet alone at the production interval: the first
+/// full cycle, then the idle window until the second cycle is due.
+async fn phase_vaults(
+    fleet: &Fleet,
+    o: &Opts,
+    http: &reqwest::Client,
+    report: &mut Report,
+) -> Res<()> {
+    eprintln!("== phase 1a: {} Vaults at 60 s", o.vaults);
+    let cfg = exporter_config(fleet, o, o.vaults, 0, "60s");
+    let e = Exporter::spawn(o, "vaults", &cfg)?;
+    let first = wait_first_cycle(http, &e, "vault-", Duration::from_secs(120)).await?;
+    eprintln!("   first cycle {first:?}");
+    // Ideal: two calls (login, list) per Vault at the configured latency,
+    // max_concurrent_polls at a time.
+    let ideal =
+        (o.vaults as f64 * 2.0 * o.latency_ms as f64 / 1000.0) / o.max_concurrent_polls as f64;
+    report.rows.push(row(
+        format!(
+            "first full cycle, {} Vault targets, {} ms per call",
+            o.vaults, o.latency_ms
+        ),
+        format!("{:.2} s", first.as_secs_f64()),
+        format!("{ideal:.2} s (ideal)"),
+        format!("{:.2}×", first.as_secs_f64() / ideal),
+        "< 5 s",
+        Some(first < Duration::from_secs(5)),
+    ));
+    // Let the last publication finish; no poll is due until 54 s after the
+    // start (60 s less 10 % jitter).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_start = Instant::now();
+    let cpu0 = cpu_seconds(e.pid())?;
+    let idle_end = (e.started + Duration::from_secs(50)).max(idle_start + Duration::from_secs(10));
+    tokio::time::sleep_until(idle_end.into()).await;
+    let idle_cpu = cpu_seconds(e.pid())? - cpu0;
+    let idle_secs = idle_start.elapsed().as_secs_f64();
+    let idle_pct = idle_cpu / idle_secs * 100.0;
+    report.rows.push(row(
+        format!(
+            "idle CPU between polls, {} Vaults ({idle_secs:.0} s window, no scrapes)",
+            o.vaults
+        ),
+        format!("{idle_pct:.3} % of a core"),
+        "",
+        "",
+        "< 0.5 % of a core",
+        Some(idle_pct < 0.5),
+    ));
+    let (rss, _) = rss_mib(e.pid())?;
+    report.notes.push(format!(
+        "{} Vaults alone ({} sessions): {rss:.1} MiB resident after the first cycle.",
+        o.vaults,
+        o.vaults * o.sessions_per_vault
+    ));
+    e.stop();
+    Ok(())
+}
+
+/// Phase 1b: the whole fleet at the production interval: first cycle,
+/// memory, API calls per poll, serving against nginx, 1000 connections.
+async fn phase_production(
+    fleet: &Fleet,
+    o: &Opts,
+    http: &reqwest::Client,
+    report: &mut Report,
+) -> Res<()> {
+    eprintln!(
+        "== phase 1b: {} Vaults + {} workspaces at 60 s",
+        o.vaults, o.workspaces
+    );
+    let cfg = exporter_config(fleet, o, o.vaults, o.workspaces, "60s");
+    let e = Exporter::spawn(o, "production", &cfg)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss_start, _) = rss_mib(e.pid())?;
+    let vault_cycle = wait_first_cycle(http, &e, "vault-", Duration::from_secs(240)).await?;
+    let all_cycle = wait_first_cycle(http, &e, "", Duration::from_secs(240)).await?;
+    eprintln!("   first cycle: vaults {vault_cycle:?}, all {all_cycle:?}");
+    report.rows.push(row(
+        format!(
+            "first full cycle of the {} Vaults polled beside {} deepset workspaces",
+            o.vaults, o.workspaces
+        ),
+        format!("{:.2} s", vault_cycle.as_secs_f64()),
+        format!("{:.2} s (whole fleet)", all_cycle.as_secs_f64()),
+        "",
+        "< 5 s (no head-of-line blocking)",
+        Some(vault_cycle < Duration::from_secs(5)),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss, _) = rss_mib(e.pid())?;
+    report.rows.push(row(
+        format!(
+            "resident memory after the first cycle ({} sessions, {} targets)",
+            o.vaults * o.sessions_per_vault + o.workspaces * o.sessions_per_workspace,
+            o.vaults + o.workspaces
+        ),
+        format!("{rss:.1} MiB"),
+        format!("{rss_start:.1} MiB (at start)"),
+        format!("{:.2}×", rss / rss_start.max(0.1)),
+        "< 64 MiB",
+        Some(rss < 64.0),
+    ));
+
+    // API footprint of a steady-state poll, per target; and the CPU of the
+    // polling meanwhile (cycles counted by Vault list calls).
+    let cpu0 = cpu_seconds(e.pid())?;
+    let lists0 = calls(
+        &fetch_page(http, &e).await?,
+        "vault",
+        Some("list_upload_sessions"),
+    );
+    let t0 = Instant::now();
+    let per_kind = steady_poll_calls(http, &e, Duration::from_secs(90)).await?;
+    let cpu = cpu_seconds(e.pid())? - cpu0;
+    let secs = t0.elapsed().as_secs_f64();
+    let cycles = (calls(
+        &fetch_page(http, &e).await?,
+        "vault",
+        Some("list_upload_sessions"),
+    ) - lists0)
+        / o.vaults as f64;
+    report.rows.push(row(
+        format!(
+            "CPU per full poll cycle of the whole fleet at 60 s ({} targets; HTTP, decode, analytics, render, gzip; page fetched every 5 s)",
+            o.vaults + o.workspaces
+        ),
+        format!("{:.0} ms", cpu / cycles.max(1e-9) * 1000.0),
+        format!("{cycles:.2} cycles in {secs:.0} s"),
+        format!("{:.2} % of a core", cpu / secs * 100.0),
+        "",
+        None,
+    ));
+    if let Some((n, eps)) = per_kind.get("vault") {
+        let per_poll: f64 = eps.values().sum();
+        let per_window = per_poll * 5.0;
+        report.rows.push(row(
+            format!("Vault API calls per target per poll, steady state ({n} targets)"),
+            format!("{per_poll:.2}"),
+            "1 (list only)",
+            format!("{per_poll:.2}×"),
+            "1 per poll + logins",
+            Some(per_poll < 1.05),
+        ));
+        report.rows.push(row(
+            "Vault API calls per target per hour at 60 s (per 5-min burst window)",
+            format!("{:.0} ({per_window:.1})", per_poll * 60.0),
+            "2000 per 5 min (burst limit)",
+            format!("{:.2} %", per_window / 2000.0 * 100.0),
+            "≤ 5 % (burst_limit_share)",
+            Some(per_window / 2000.0 <= 0.05),
+        ));
+    }
+    if let Some((n, eps)) = per_kind.get("deepset") {
+        let per_poll: f64 = eps.values().sum();
+        let by_ep = eps
+            .iter()
+            .map(|(ep, v)| format!("{ep} {v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Expected: 3 list pages (2 live + 1 expired), one file count per
+        // open session, two calls per closed session with pending files.
+        let expected =
+            3.0 + 2.0 * USERS_PER_WORKSPACE as f64 + 2.0 * (USERS_PER_WORKSPACE / 2) as f64;
+        report.rows.push(row(
+            format!(
+                "deepset calls per workspace per poll, steady state ({n} workspaces: ~{} sessions, {} open, {} closed with ingestion pending)",
+                o.sessions_per_workspace,
+                2 * USERS_PER_WORKSPACE,
+                USERS_PER_WORKSPACE / 2
+            ),
+            format!("{per_poll:.1} ({:.0}/h at 60 s)", per_poll * 60.0),
+            format!("{expected:.0} (pages + 1 per open + 2 per pending)"),
+            format!("{:.2}×", per_poll / expected),
+            "as documented",
+            Some(per_poll <= expected + 0.5),
+        ));
+        report.notes.push(format!(
+            "deepset calls per workspace per steady-state poll: {by_ep}."
+        ));
+    }
+
+    let first = fetch_page(http, &e).await?;
+    report.notes.push(format!(
+        "Exposition of the fleet: {} bytes plain, {} bytes gzip ({:.1}×), {} lines.",
+        first.plain.len(),
+        first.gzip.len(),
+        first.plain.len() as f64 / first.gzip.len().max(1) as f64,
+        first.plain.iter().filter(|b| **b == b'\n').count()
+    ));
+
+    // Serving, against nginx with the same bytes.
+    if !o.skips("serve") {
+        let nginx = start_nginx(&o.work, &first)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for gzip in [false, true] {
+            let mut best_e = Wrk::default();
+            let mut best_n = Wrk::default();
+            for _round in 0..2 {
+                let we = run_wrk(&e.url("/metrics"), gzip, 64, o.wrk_secs)?;
+                let path = if gzip { "/metrics.gz" } else { "/metrics" };
+                let wn = run_wrk(
+                    &format!("http://127.0.0.1:{}{path}", nginx.port),
+                    gzip,
+                    64,
+                    o.wrk_secs,
+                )?;
+                eprintln!(
+                    "   serve gzip={gzip}: exporter {:.0} req/s p99 {:.1} ms; nginx {:.0} req/s p99 {:.1} ms",
+                    we.rps, we.p99_ms, wn.rps, wn.p99_ms
+                );
+                if we.rps > best_e.rps {
+                    best_e = we;
+                }
+                if wn.rps > best_n.rps {
+                    best_n = wn;
+                }
+            }
+            let enc = if gzip { "gzip" } else { "identity" };
+            let ratio = best_e.rps / best_n.rps.max(1e-9);
+            report.rows.push(row(
+                format!("serving /metrics {enc}, 64 connections (req/s, best of 2)"),
+                format!("{:.0} req/s", best_e.rps),
+                format!("{:.0} req/s (nginx)", best_n.rps),
+                format!("{ratio:.2}×"),
+                "≥ 0.9× nginx",
+                Some(ratio >= 0.9),
+            ));
+            report.rows.push(row(
+                format!("serving /metrics {enc}: p50 / p99 latency"),
+                format!("{:.2} / {:.2} ms", best_e.p50_ms, best_e.p99_ms),
+                format!("{:.2} / {:.2} ms (nginx)", best_n.p50_ms, best_n.p99_ms),
+                format!("{:.2}×", best_e.p99_ms / best_n.p99_ms.max(1e-9)),
+                "reported",
+                None,
+            ));
+            if best_e.errors + best_e.non_2xx > 0 {
+                report.notes.push(format!(
+                    "serving {enc}: {} socket errors, {} non-2xx",
+                    best_e.errors, best_e.non_2xx
+                ));
+            }
+        }
+        nginx.stop();
+    }
+
+    // 1000 concurrent connections.
+    if !o.skips("load") {
+        let conns = o.load_connections;
+        // The fleet's budget plus 32 KiB per connection (socket and
+        // HTTP buffers).
+        let bound = 64.0 + conns as f64 * 32.0 / 1024.0;
+        for gzip in [true, false] {
+            let enc = if gzip { "gzip" } else { "identity" };
+            let pid = e.pid();
+            let cpu0 = cpu_seconds(pid)?;
+            let (rss0, _) = rss_mib(pid)?;
+            let sampler = tokio::spawn(async move {
+                let mut max = 0.0f64;
+                while let Ok((r, _)) = rss_mib(pid) {
+                    max = max.max(r);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                max
+            });
+            let url = e.url("/metrics");
+            let secs = o.load_secs;
+            let w = tokio::task::spawn_blocking(move || run_wrk(&url, gzip, conns, secs)).await??;
+            let (rss1, _) = rss_mib(pid)?;
+            let cpu = cpu_seconds(pid)? - cpu0;
+            sampler.abort();
+            let peak = match sampler.await {
+                Ok(m) => m.max(rss1),
+                Err(_) => rss1,
+            };
+            report.load.push(format!(
+                "| {conns} | {enc} | {secs} s | {} | {:.0} | {:.1} | {:.1} / {:.1} ms | {} | {} | {rss0:.1} → {rss1:.1} MiB | {:.0} % |",
+                w.requests,
+                w.rps,
+                w.mb_per_s,
+                w.p50_ms,
+                w.p99_ms,
+                w.errors,
+                w.non_2xx,
+                cpu / secs as f64 * 100.0,
+            ));
+            eprintln!(
+                "   load {conns} {enc}: {:.0} req/s, errors {} non-2xx {}, RSS {rss0:.1} -> {rss1:.1} (peak {peak:.1})",
+                w.rps, w.errors, w.non_2xx
+            );
+            report.rows.push(row(
+                format!("{conns} concurrent connections, {enc}, {secs} s: errors; RSS at the end"),
+                format!("{} errors; {rss1:.1} MiB", w.errors + w.non_2xx),
+                format!("{rss0:.1} MiB (before)"),
+                format!("{:.2}×", rss1 / rss0.max(0.1)),
+                format!("0 errors; < {bound:.0} MiB"),
+                Some(w.errors + w.non_2xx == 0 && rss1 < bound),
+            ));
+        }
+    }
+    e.stop();
+    Ok(())
+}
+
+/// Samples (seconds since start, RSS MiB) and CPU while the exporter polls
+/// at 5 s with churn.
+async fn phase_soak(
+    fleet: &Fleet,
+    o: &Opts,
+    http: &reqwest::Client,
+    report: &mut Report,
+) -> Res<()> {
+    eprintln!("== phase 2: soak at 5 s with churn for {} s", o.soak_secs);
+    let churn = spawn_churn(fleet, o, o.vaults, true);
+    let cfg = exporter_config(fleet, o, o.vaults, o.workspaces, "5s");
+    let e = Exporter::spawn(o, "soak", &cfg)?;
+    wait_first_cycle(http, &e, "", Duration::from_secs(180)).await?;
+    let warmup = Duration::from_secs(30);
+    tokio::time::sleep(warmup).await;
+    let t0 = Instant::now();
+    let cpu0 = cpu_seconds(e.pid())?;
+    let p0 = fetch_page(http, &e).await?;
+    let mut points = Vec::new();
+    let mut max_rss = 0.0f64;
+    let every = Duration::from_secs(10);
+    while t0.elapsed() < Duration::from_secs(o.soak_secs) {
+        let (rss, _) = rss_mib(e.pid())?;
+        max_rss = max_rss.max(rss);
+        points.push((t0.elapsed().as_secs_f64(), rss));
+        tokio::time::sleep(every).await;
+    }
+    let (rss, hwm) = rss_mib(e.pid())?;
+    points.push((t0.elapsed().as_secs_f64(), rss));
+    max_rss = max_rss.max(rss);
+    let cpu = cpu_seconds(e.pid())? - cpu0;
+    let p1 = fetch_page(http, &e).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    churn.abort();
+    e.stop();
+    let vault_cycles = (calls(&p1, "vault", Some("list_upload_sessions"))
+        - calls(&p0, "vault", Some("list_upload_sessions")))
+        / o.vaults as f64;
+    let slope_h = linear_slope(&points) * 3600.0;
+    // Compare the first and last fifth too: less sensitive to one outlier.
+    let fifth = (points.len() / 5).max(1);
+    let avg = |s: &[(f64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len().max(1) as f64;
+    let (head, tail) = (avg(&points[..fifth]), avg(&points[points.len() - fifth..]));
+    report.rows.push(row(
+        format!(
+            "resident memory, {:.0}-min soak at 5 s with churn: max; slope",
+            secs / 60.0
+        ),
+        format!("{max_rss:.1} MiB; {slope_h:+.2} MiB/h"),
+        format!("{head:.1} → {tail:.1} MiB (first → last fifth)"),
+        format!("{:.2}×", tail / head.max(0.1)),
+        "< 64 MiB; flat (|slope| < 3.2 MiB/h)",
+        Some(max_rss < 64.0 && slope_h.abs() < 3.2),
+    ));
+    report.rows.push(row(
+        "CPU per cycle of the whole fleet incl. deepset, 5 s, churn (soak)",
+        format!("{:.0} ms", cpu / vault_cycles.max(1e-9) * 1000.0),
+        format!("{vault_cycles:.0} cycles in {secs:.0} s"),
+        format!("{:.1} % of a core", cpu / secs * 100.0),
+        "",
+        None,
+    ));
+    let mut s = String::new();
+    for (t, r) in &points {
+        let _ = write!(s, "{:.0}s {r:.1}; ", t);
+    }
+    report
+        .soak
+        .push(format!("RSS samples (MiB, every 10 s): {s}"));
+    report.soak.push(format!("VmHWM at the end: {hwm:.1} MiB"));
+    Ok(())
+}
+
+async fn phase_scale(
+    fleet: &Fleet,
+    o: &Opts,
+    http: &reqwest::Client,
+    report: &mut Report,
+) -> Res<()> {
+    for &n in &o.scale {
+        eprintln!("== phase 3: {n} Vault targets at 5 s");
+        let churn = spawn_churn(fleet, o, n, false);
+        let cfg = exporter_config(fleet, o, n, 0, "5s");
+        let e = Exporter::spawn(o, &format!("scale-{n}"), &cfg)?;
+        let first = wait_first_cycle(http, &e, "vault-", Duration::from_secs(300)).await?;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let cpu0 = cpu_seconds(e.pid())?;
+        let p0 = fetch_page(http, &e).await?;
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        let cpu = cpu_seconds(e.pid())? - cpu0;
+        let p1 = fetch_page(http, &e).await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let (rss, _) = rss_mib(e.pid())?;
+        churn.abort();
+        e.stop();
+        let cycles = (calls(&p1, "vault", Some("list_upload_sessions"))
+            - calls(&p0, "vault", Some("list_upload_sessions")))
+            / n as f64;
+        let per_cycle_ms = cpu / cycles.max(1e-9) * 1000.0;
+        report.scale.push(format!(
+            "| {n} | {} | {:.2} s | {per_cycle_ms:.1} ms | {:.1} | {:.1} % | {rss:.1} MiB | {:.0} KiB | {:.0} KiB |",
+            n * o.sessions_per_vault,
+            first.as_secs_f64(),
+            cycles,
+            cpu / secs * 100.0,
+            p1.plain.len() as f64 / 1024.0,
+            p1.gzip.len() as f64 / 1024.0,
+        ));
+        if n == o.vaults {
+            report.rows.push(row(
+                format!(
+                    "CPU per full poll cycle, {} sessions ({n} Vaults at 5 s, churn; HTTP + decode + analytics + render + gzip)",
+                    n * o.sessions_per_vault
+                ),
+                format!("{per_cycle_ms:.1} ms"),
+                "100 ms (budget)",
+                format!("{:.2}×", per_cycle_ms / 100.0),
+                "< 100 ms",
+                Some(per_cycle_ms < 100.0),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("fleet_bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Res<()> {
+    let o = Opts::parse()?;
+    std::fs::create_dir_all(&o.work)?;
+    let machine = machine();
+    let started = OffsetDateTime::now_utc();
+    eprintln!("fleet_bench: work directory {}", o.work.display());
+    let fleet = start_fleet(&o).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut report = Report {
+        rows: Vec::new(),
+        notes: Vec::new(),
+        scale: Vec::new(),
+        load: Vec::new(),
+        soak: Vec::new(),
+    };
+    if !o.skips("vaults") {
+        phase_vaults(&fleet, &o, &http, &mut report).await?;
+    }
+    if !o.skips("production") {
+        phase_production(&fleet, &o, &http, &mut report).await?;
+    }
+    if !o.skips("soak") {
+        phase_soak(&fleet, &o, &http, &mut report).await?;
+    }
+    if !o.skips("scale") {
+        phase_scale(&fleet, &o, &http, &mut report).await?;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Run of {} UTC, `fleet_bench {}`; {} Vaults × {} sessions ({} owners) + {} deepset workspaces × ~{} sessions; {} ms per upstream call.\n",
+        started
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        args.join(" "),
+        o.vaults,
+        o.sessions_per_vault,
+        o.vaults * o.owners_per_vault,
+        o.workspaces,
+        o.sessions_per_workspace,
+        o.latency_ms
+    );
+    md.push_str(&render_table(&report.rows));
+    md.push('\n');
+    for n in &report.notes {
+        let _ = writeln!(md, "- {n}");
+    }
+    if !report.scale.is_empty() {
+        md.push_str("\n#### Scaling (Vault targets only, 50 sessions each, 5 s interval, churn)\n\n| targets | sessions | first cycle | CPU per cycle | cycles measured | CPU use | RSS | page | page gzip |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        for l in &report.scale {
+            let _ = writeln!(md, "{l}");
+        }
+    }
+    if !report.load.is_empty() {
+        md.push_str("\n#### Concurrent connections (wrk, fleet exposition, 60 s polling running)\n\n| connections | encoding | duration | requests | req/s | MiB/s | p50 / p99 | socket errors | non-2xx | exporter RSS before → after | exporter CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        for l in &report.load {
+            let _ = writeln!(md, "{l}");
+        }
+    }
+    if !report.soak.is_empty() {
+        md.push_str("\n#### Soak\n\n");
+        for l in &report.soak {
+            let _ = writeln!(md, "- {l}");
+        }
+    }
+    md.push_str("\n#### Machine\n\n");
+    md.push_str(&machine);
+    println!("{md}");
+    if let Some(out) = &o.out {
+        std::fs::write(out, &md)?;
+        eprintln!("fleet_bench: wrote {}", out.display());
+    }
+    fleet.sim.shutdown().await;
+    Ok(())
+}
