@@ -212,7 +212,7 @@ pub async fn run_target(
     // Spread the first polls of many targets a little (0 to a tenth of the
     // interval, at most 2 s).
     let spread = (target.poll_interval / 10).min(Duration::from_secs(2));
-    let mut next = Instant::now() + jitter(spread, spread);
+    let mut next = Instant::now() + jitter(spread / 2, spread / 2);
     let mut failures: u32 = 0;
     let mut throttled = None;
     loop {
