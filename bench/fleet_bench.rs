@@ -1344,7 +1344,7 @@ async fn phase_soak(
         format!("{max_rss:.1} MiB; {slope_h:+.2} MiB/h"),
         format!("{head:.1} → {tail:.1} MiB (first → last fifth)"),
         format!("{:.2}×", tail / head.max(0.1)),
-        "< 64 MiB; flat (|slope| < 3.2 MiB/h)",
+        "< 64 MiB; flat (abs(slope) < 3.2 MiB/h)",
         Some(max_rss < 64.0 && slope_h.abs() < 3.2),
     ));
     report.rows.push(row(
