@@ -776,7 +776,25 @@ http {{
 }
 
 impl Nginx {
-    fn stop(mut self) {
+    fn stop(self) {
+        // Dropping stops it (below).
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master: it stops its workers too (SIGKILL would
+        // leave them running).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
