@@ -776,7 +776,25 @@ http {{
 }
 
 impl Nginx {
-    fn stop(mut self) {
+    fn stop(self) {
+        // Dropping stops it (below).
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master: it stops its workers too (SIGKILL would
+        // leave them running).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1344,7 +1362,7 @@ async fn phase_soak(
         format!("{max_rss:.1} MiB; {slope_h:+.2} MiB/h"),
         format!("{head:.1} → {tail:.1} MiB (first → last fifth)"),
         format!("{:.2}×", tail / head.max(0.1)),
-        "< 64 MiB; flat (|slope| < 3.2 MiB/h)",
+        "< 64 MiB; flat (abs(slope) < 3.2 MiB/h)",
         Some(max_rss < 64.0 && slope_h.abs() < 3.2),
     ));
     report.rows.push(row(
