@@ -254,6 +254,7 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
             log,
             limits: server::Limits {
                 header_read_timeout: server::HEADER_READ_TIMEOUT,
+                idle_timeout: server::IDLE_TIMEOUT,
                 max_connections: cli.max_connections,
             },
         },

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -22,10 +22,17 @@ use crate::metrics::exposition::{Exposition, VERSION};
 use crate::poller::Readiness;
 use crate::web::{Auth, WebConfig, WebConfigWatcher};
 
+mod guard;
+
+use guard::{Guarded, HeadSeen};
+
 /// The content type Prometheus expects for the text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Slow clients get this long to send their request headers (default).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection may go this long without a byte moving between
+/// requests, or while its response is being written (default).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Open connections at most (default).
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Request headers larger than this are refused (hyper answers 431).
@@ -51,13 +58,18 @@ pub struct ServerState {
 }
 
 /// Protection against slow, idle or too many clients (slowloris): a
-/// connection must send its request headers within `header_read_timeout`,
-/// and at most `max_connections` are open; further ones wait in the
-/// kernel's backlog until a slot frees.
+/// request's headers must arrive within `header_read_timeout` of its first
+/// byte (of the accept, for a connection's first request), a connection
+/// with nothing moving for `idle_timeout` is closed, and at most
+/// `max_connections` are open; further ones wait in the kernel's backlog
+/// until a slot frees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Time to send request headers (also bounds the TLS handshake).
     pub header_read_timeout: Duration,
+    /// Keep-alive pause between requests, or stall of a client that stopped
+    /// reading its response, after which the connection is closed.
+    pub idle_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
 }
@@ -66,6 +78,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
         }
     }
@@ -114,22 +127,30 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
         let watcher = graceful.watcher();
         // The handshake runs in the connection's own task, so a slow or
         // silent client cannot hold up the accept loop.
-        let timeout = state.limits.header_read_timeout;
+        let limits = state.limits;
         tokio::spawn(async move {
             let _slot = slot;
+            let timeout = limits.header_read_timeout;
+            let head = Arc::new(HeadSeen::default());
             match web.as_ref().and_then(|w| w.tls().cloned()) {
                 Some(acceptor) => {
                     if looks_like_plain_http(&stream, timeout).await {
                         let _ = reject_plain_http(stream).await;
                         return;
                     }
+                    let stream =
+                        Guarded::new(stream, timeout, limits.idle_timeout, Arc::clone(&head));
                     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_connection(tls, state, web, watcher).await,
+                        Ok(Ok(tls)) => serve_connection(tls, head, state, web, watcher).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(stream, state, web, watcher).await,
+                None => {
+                    let stream =
+                        Guarded::new(stream, timeout, limits.idle_timeout, Arc::clone(&head));
+                    serve_connection(stream, head, state, web, watcher).await
+                }
             }
         });
     }
@@ -141,23 +162,26 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
     }
 }
 
+/// Serves one connection. Its deadlines live in [`Guarded`] (hyper's own
+/// header timeout is off: it would count keep-alive pauses); the service
+/// tells the guard when a request head is complete.
 async fn serve_connection<I>(
     io: I,
+    head: Arc<HeadSeen>,
     state: Arc<ServerState>,
     web: Option<Arc<WebConfig>>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = state.limits;
     let service = service_fn(move |req: Request<Incoming>| {
+        head.mark();
         let state = Arc::clone(&state);
         let web = web.clone();
         async move { Ok::<_, Infallible>(handle(req, &state, web.as_deref()).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {
