@@ -54,6 +54,8 @@ struct Tracked {
     expires: Option<UnixMillis>,
     /// (time, bytes uploaded) of recent polls, oldest first (Vault).
     samples: VecDeque<(UnixMillis, u64)>,
+    /// [`History::epoch`] of the last poll that listed the session.
+    seen: u64,
 }
 
 /// Per-session judgement of one poll.
@@ -76,6 +78,8 @@ pub struct History {
     /// False until the first successful poll: before it, nothing can be
     /// said to have ended.
     primed: bool,
+    /// Counts updates; marks which sessions the latest list had.
+    epoch: u64,
 }
 
 impl History {
@@ -107,44 +111,73 @@ impl History {
         now: UnixMillis,
         rules: Rules,
     ) -> (Vec<Judgement>, Vec<(String, Outcome)>) {
+        // Updated in place: a session seen before costs no allocation (this
+        // runs for every session of every target on every poll).
+        self.epoch = self.epoch.wrapping_add(1);
+        let epoch = self.epoch;
         let stall_after_ms = rules.stall_after_ms;
-        let mut next = HashMap::with_capacity(sessions.len());
         let mut judgements = Vec::with_capacity(sessions.len());
         let mut ended = Vec::new();
         for s in sessions {
             let progress = s.progress();
-            let prev = self.sessions.get(&s.id);
-            let progress_at = match prev {
-                // A new state (e.g. just closed) starts a new clock.
-                Some(p) if p.state != s.state => now,
-                // Grew since the last poll: progress happened by now, even
-                // if the upstream's last_uploaded_date lags.
-                Some(p) if progress > p.progress => now.max(s.last_upload.unwrap_or(now)),
-                Some(p) => p.progress_at.max(s.last_upload.unwrap_or(i64::MIN)),
-                // First sight of a closed session: its closing time is
-                // unknown, so start counting now.
-                None if s.state == SessionState::Closed => now,
-                // Otherwise trust the upstream's dates.
-                None => s.last_upload.or(s.created).unwrap_or(now),
-            };
-            if let Some(p) = prev {
-                if p.state.is_live() && !s.is_live() && self.primed {
-                    let outcome = match s.state {
-                        SessionState::Closed => Outcome::Completed,
-                        _ => Outcome::Expired,
+            let t = match self.sessions.get_mut(s.id.as_str()) {
+                Some(p) => {
+                    let progress_at = if p.state != s.state {
+                        // A new state (e.g. just closed) starts a new clock.
+                        now
+                    } else if progress > p.progress {
+                        // Grew since the last poll: progress happened by
+                        // now, even if the upstream's last_uploaded_date
+                        // lags.
+                        now.max(s.last_upload.unwrap_or(now))
+                    } else {
+                        p.progress_at.max(s.last_upload.unwrap_or(i64::MIN))
                     };
-                    ended.push((s.owner_id.clone(), outcome));
+                    if p.state.is_live() && !s.is_live() && self.primed {
+                        let outcome = match s.state {
+                            SessionState::Closed => Outcome::Completed,
+                            _ => Outcome::Expired,
+                        };
+                        ended.push((s.owner_id.clone(), outcome));
+                    }
+                    if p.owner_id != s.owner_id {
+                        p.owner_id.clone_from(&s.owner_id);
+                    }
+                    p.state = s.state;
+                    p.progress = progress;
+                    p.progress_at = progress_at;
+                    p.expires = s.expires;
+                    p.seen = epoch;
+                    p
                 }
-            }
-            let idle = now.saturating_sub(progress_at) >= stall_after_ms;
-            let mut samples = prev.map(|p| p.samples.clone()).unwrap_or_default();
+                None => {
+                    let progress_at = if s.state == SessionState::Closed {
+                        // First sight of a closed session: its closing time
+                        // is unknown, so start counting now.
+                        now
+                    } else {
+                        // Otherwise trust the upstream's dates.
+                        s.last_upload.or(s.created).unwrap_or(now)
+                    };
+                    self.sessions.entry(s.id.clone()).or_insert(Tracked {
+                        owner_id: s.owner_id.clone(),
+                        state: s.state,
+                        progress,
+                        progress_at,
+                        expires: s.expires,
+                        samples: VecDeque::new(),
+                        seen: epoch,
+                    })
+                }
+            };
+            let idle = now.saturating_sub(t.progress_at) >= stall_after_ms;
             if s.state == SessionState::Active {
-                record_sample(&mut samples, now, s.uploaded);
+                record_sample(&mut t.samples, now, s.uploaded);
             }
             let judgement = match (s.state, s.files) {
                 (SessionState::Active, _) => {
                     let complete = s.size.is_some_and(|size| size > 0 && s.uploaded >= size);
-                    let rate = upload_rate(&samples, s);
+                    let rate = upload_rate(&t.samples, s);
                     Judgement {
                         stalled: idle && !complete,
                         awaiting_commit: complete,
@@ -165,31 +198,27 @@ impl History {
                 _ => Judgement::default(),
             };
             judgements.push(judgement);
-            next.insert(
-                s.id.clone(),
-                Tracked {
-                    owner_id: s.owner_id.clone(),
-                    state: s.state,
-                    progress,
-                    progress_at,
-                    expires: s.expires,
-                    samples,
-                },
-            );
         }
-        if self.primed {
-            for (id, t) in &self.sessions {
-                if t.state.is_live() && !next.contains_key(id) {
-                    let outcome = match t.expires {
-                        Some(e) if e <= now => Outcome::Expired,
-                        _ => Outcome::Completed,
-                    };
-                    ended.push((t.owner_id.clone(), outcome));
-                }
+        // Sessions not in this list are forgotten; live ones have ended.
+        let primed = self.primed;
+        self.sessions.retain(|_, t| {
+            if t.seen == epoch {
+                return true;
             }
+            if primed && t.state.is_live() {
+                let outcome = match t.expires {
+                    Some(e) if e <= now => Outcome::Expired,
+                    _ => Outcome::Completed,
+                };
+                ended.push((std::mem::take(&mut t.owner_id), outcome));
+            }
+            false
+        });
+        // After a wave of churn, give the memory back.
+        if self.sessions.capacity() > 64 && self.sessions.capacity() > 4 * self.sessions.len() {
+            self.sessions.shrink_to_fit();
         }
         ended.sort();
-        self.sessions = next;
         self.primed = true;
         (judgements, ended)
     }

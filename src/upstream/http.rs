@@ -8,6 +8,9 @@ use bytes::{Bytes, BytesMut};
 use super::FetchError;
 use crate::config::TargetConfig;
 
+/// Most bytes reserved up front for a body of announced length.
+const PREALLOCATE_MAX: u64 = 4 << 20;
+
 /// `User-Agent` of every upstream request.
 pub const USER_AGENT: &str = concat!("upload_session_exporter/", env!("CARGO_PKG_VERSION"));
 
@@ -74,7 +77,10 @@ pub async fn send(
     }
     let status = resp.status();
     let headers = std::mem::take(resp.headers_mut());
-    let mut body = BytesMut::new();
+    // One allocation for the usual answer: its announced length (capped, as
+    // the announcement is the upstream's word; the cap check is below).
+    let expected = resp.content_length().unwrap_or(0).min(PREALLOCATE_MAX);
+    let mut body = BytesMut::with_capacity(expected as usize);
     while let Some(chunk) = resp
         .chunk()
         .await

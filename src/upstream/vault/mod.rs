@@ -23,6 +23,13 @@ use crate::secret::Secret;
 use crate::upstream::http::{self, header_u64, snippet};
 use crate::upstream::{CallLog, FetchError};
 
+/// A SUCCESS answer: the body, where its `data` is, and the next page.
+struct Answer {
+    body: bytes::Bytes,
+    data: Option<std::ops::Range<usize>>,
+    next_page: Option<String>,
+}
+
 /// Endpoint names, the `endpoint` label of `upload_session_api_requests_total`.
 pub mod endpoint {
     /// `POST /api/{version}/auth`.
@@ -283,19 +290,18 @@ impl VaultClient {
         method: reqwest::Method,
         url: Url,
     ) -> Result<(T, Option<String>), FetchError> {
-        let body = self.call_with_relogin(endpoint, method, url).await?;
-        let env: wire::Envelope = decode(endpoint, &body)?;
-        let Some(data) = env.data else {
+        let answer = self.call_with_relogin(endpoint, method, url).await?;
+        let Some(data) = answer.data.clone().and_then(|r| answer.body.get(r)) else {
             return Err(FetchError::Decode {
                 endpoint,
                 detail: "SUCCESS without `data`".into(),
             });
         };
-        let value = serde_json::from_str(data.get()).map_err(|e| FetchError::Decode {
+        let value = serde_json::from_slice(data).map_err(|e| FetchError::Decode {
             endpoint,
             detail: format!("unexpected `data`: {e}"),
         })?;
-        Ok((value, env.response_details.and_then(|d| d.next_page)))
+        Ok((value, answer.next_page))
     }
 
     /// An authenticated GET whose body the caller decodes.
@@ -306,6 +312,7 @@ impl VaultClient {
     ) -> Result<bytes::Bytes, FetchError> {
         self.call_with_relogin(endpoint, reqwest::Method::GET, url)
             .await
+            .map(|a| a.body)
     }
 
     /// An authenticated call with the re-login rules described at the top;
@@ -315,7 +322,7 @@ impl VaultClient {
         endpoint: &'static str,
         method: reqwest::Method,
         url: Url,
-    ) -> Result<bytes::Bytes, FetchError> {
+    ) -> Result<Answer, FetchError> {
         let mut fresh = false;
         if self.session.is_none() {
             self.login().await?;
@@ -350,7 +357,7 @@ impl VaultClient {
         endpoint: &'static str,
         method: reqwest::Method,
         url: Url,
-    ) -> Result<bytes::Bytes, FetchError> {
+    ) -> Result<Answer, FetchError> {
         let req = self.request(method, url, self.session.as_ref());
         self.calls.record(endpoint);
         let resp = http::send(req, endpoint, self.timeout, self.max_body).await?;
@@ -364,7 +371,18 @@ impl VaultClient {
             env.error_type.as_deref(),
             env.response_message.as_deref(),
         )?;
-        Ok(resp.body)
+        // Where `data` sits in the body, so that the caller decodes just
+        // that instead of parsing the envelope a second time.
+        let data = env.data.map(|d| {
+            let start = (d.get().as_ptr() as usize).saturating_sub(resp.body.as_ptr() as usize);
+            start..start + d.get().len()
+        });
+        let next_page = env.response_details.and_then(|d| d.next_page);
+        Ok(Answer {
+            body: resp.body,
+            data,
+            next_page,
+        })
     }
 
     /// `POST /api/{version}/auth`.
