@@ -14,7 +14,7 @@ use upload_session_exporter::sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
 use upload_session_exporter::sim::{
     DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed, Simulator,
 };
-use upload_session_exporter::upstream::ErrorReason;
+use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
 
@@ -175,7 +175,8 @@ async fn poll_count(sim: &Simulator, pagination: Pagination) -> (Vec<String>, u6
     let ws = sim.deepset("default").unwrap();
     let before = ws.request_count(DeepsetEndpoint::ListSessions);
     let target = deepset_target(sim, "ds", "default", pagination);
-    let Source::Deepset(mut client) = Source::new(&target).unwrap() else {
+    let Source::Deepset(mut client) = Source::new(&target, &RequestLimiter::default()).unwrap()
+    else {
         unreachable!()
     };
     let sessions = client
@@ -282,7 +283,7 @@ async fn calls_stay_bounded_as_closed_sessions_pile_up() {
         ));
     }
     let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
         [
@@ -336,7 +337,7 @@ async fn failing(
     if let upload_session_exporter::config::KindConfig::Deepset(d) = &mut target.kind {
         d.api_key = upload_session_exporter::secret::Secret::new(key);
     }
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let r = poll_once(&target, &mut source, &mut state).await;
     let wait = r.as_ref().err().map(|e| backoff(&target, e, 1));
@@ -503,7 +504,7 @@ async fn a_session_vanishing_before_its_status_is_skipped_not_fatal() {
         times: Some(1),
     });
     let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     assert!(state.up());

@@ -25,7 +25,7 @@ use crate::config::{DeepsetConfig, Pagination, TargetConfig};
 use crate::model::{parse_timestamp, FileCounts, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
 use crate::upstream::http::{self, header_u64, snippet};
-use crate::upstream::{CallLog, FetchError};
+use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// Endpoint names, the `endpoint` label of `upload_session_api_requests_total`.
 pub mod endpoint {
@@ -58,6 +58,8 @@ pub struct DeepsetClient {
     max_body: u64,
     calls: CallLog,
     cache: HashMap<String, Final>,
+    /// Shared with every client of the exporter.
+    limiter: RequestLimiter,
 }
 
 /// A listing query.
@@ -71,8 +73,13 @@ struct Query {
 }
 
 impl DeepsetClient {
-    /// Creates a client for a `kind = "deepset"` target.
-    pub fn new(target: &TargetConfig, cfg: &DeepsetConfig) -> Result<Self, FetchError> {
+    /// Creates a client for a `kind = "deepset"` target whose requests take
+    /// their permits from `limiter`.
+    pub fn new(
+        target: &TargetConfig,
+        cfg: &DeepsetConfig,
+        limiter: &RequestLimiter,
+    ) -> Result<Self, FetchError> {
         let mut base = target.url.clone();
         if let Ok(mut p) = base.path_segments_mut() {
             p.pop_if_empty()
@@ -86,6 +93,7 @@ impl DeepsetClient {
             max_body: target.max_response_bytes,
             calls: CallLog::default(),
             cache: HashMap::new(),
+            limiter: limiter.clone(),
         })
     }
 
@@ -328,7 +336,8 @@ impl DeepsetClient {
                 .header("Accept", "application/json")
                 .header("Authorization", bearer(&self.cfg.api_key));
             self.calls.record(endpoint);
-            let resp = http::send(req, endpoint, self.timeout, self.max_body).await?;
+            let resp =
+                http::send(req, endpoint, self.timeout, self.max_body, &self.limiter).await?;
             let status = resp.status.as_u16();
             match status {
                 200 => return Ok(Some(resp.body)),

@@ -21,7 +21,7 @@ use crate::config::{TargetConfig, VaultConfig};
 use crate::model::{parse_timestamp, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
 use crate::upstream::http::{self, header_u64, snippet};
-use crate::upstream::{CallLog, FetchError};
+use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// Endpoint names, the `endpoint` label of `upload_session_api_requests_total`.
 pub mod endpoint {
@@ -82,6 +82,8 @@ pub struct VaultClient {
     burst: BurstInfo,
     calls: CallLog,
     logins: u64,
+    /// Shared with every client of the exporter.
+    limiter: RequestLimiter,
 }
 
 /// The result of one List Upload Sessions call.
@@ -94,8 +96,13 @@ pub struct SessionList {
 }
 
 impl VaultClient {
-    /// Creates a client for a `kind = "vault"` target.
-    pub fn new(target: &TargetConfig, cfg: &VaultConfig) -> Result<Self, FetchError> {
+    /// Creates a client for a `kind = "vault"` target whose requests take
+    /// their permits from `limiter`.
+    pub fn new(
+        target: &TargetConfig,
+        cfg: &VaultConfig,
+        limiter: &RequestLimiter,
+    ) -> Result<Self, FetchError> {
         let mut base = target.url.clone();
         let trimmed = base.path().trim_end_matches('/').to_string();
         base.set_path(&trimmed);
@@ -111,6 +118,7 @@ impl VaultClient {
             burst: BurstInfo::default(),
             calls: CallLog::default(),
             logins: 0,
+            limiter: limiter.clone(),
         })
     }
 
@@ -207,7 +215,15 @@ impl VaultClient {
         let url = self.api_url(&["session"]);
         self.calls.record(endpoint::LOGOUT);
         let req = self.request(reqwest::Method::DELETE, url, Some(&session));
-        match http::send(req, endpoint::LOGOUT, self.timeout, self.max_body).await {
+        match http::send(
+            req,
+            endpoint::LOGOUT,
+            self.timeout,
+            self.max_body,
+            &self.limiter,
+        )
+        .await
+        {
             Ok(_) => tracing::debug!("vault session ended"),
             Err(e) => tracing::debug!(error = %e, "vault logout failed"),
         }
@@ -353,7 +369,7 @@ impl VaultClient {
     ) -> Result<bytes::Bytes, FetchError> {
         let req = self.request(method, url, self.session.as_ref());
         self.calls.record(endpoint);
-        let resp = http::send(req, endpoint, self.timeout, self.max_body).await?;
+        let resp = http::send(req, endpoint, self.timeout, self.max_body, &self.limiter).await?;
         self.note_headers(&resp.headers);
         check_http(endpoint, &resp)?;
         let env: wire::Envelope = decode(endpoint, &resp.body)?;
@@ -384,7 +400,14 @@ impl VaultClient {
             .body(body);
         self.calls.record(endpoint::AUTH);
         self.logins += 1;
-        let resp = http::send(req, endpoint::AUTH, self.timeout, self.max_body).await?;
+        let resp = http::send(
+            req,
+            endpoint::AUTH,
+            self.timeout,
+            self.max_body,
+            &self.limiter,
+        )
+        .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint::AUTH, &resp)?;
         let auth: wire::AuthResponse = decode(endpoint::AUTH, &resp.body)?;
@@ -489,7 +512,14 @@ impl VaultClient {
         }
         let req = self.request(reqwest::Method::GET, url, self.session.as_ref());
         self.calls.record(endpoint::API_VERSIONS);
-        let resp = http::send(req, endpoint::API_VERSIONS, self.timeout, self.max_body).await?;
+        let resp = http::send(
+            req,
+            endpoint::API_VERSIONS,
+            self.timeout,
+            self.max_body,
+            &self.limiter,
+        )
+        .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint::API_VERSIONS, &resp)?;
         let v: wire::VersionsResponse = decode(endpoint::API_VERSIONS, &resp.body)?;
