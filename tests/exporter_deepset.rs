@@ -519,3 +519,163 @@ async fn a_session_vanishing_before_its_status_is_skipped_not_fatal() {
     assert_eq!(state.owners()[ADA].files.unwrap().finished, 1);
     sim.shutdown().await;
 }
+
+/// The targets `/-/ready` still waits for (empty once ready).
+async fn waiting_for(exporter: &Exporter) -> Vec<String> {
+    let r = get(&format!("http://{}/-/ready", exporter.addr())).await;
+    if r.status().is_success() {
+        return Vec::new();
+    }
+    let body = r.text().await.unwrap();
+    body.trim_end()
+        .trim_start_matches("Not ready: waiting for the first poll of ")
+        .trim_end_matches('.')
+        .split(", ")
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_long_deepset_poll_does_not_hold_up_the_vaults() {
+    // Two workspaces whose first poll makes 122 calls each (2 list pages,
+    // then status and file count of 60 closed sessions), six Vaults with 2
+    // calls each, 50 ms per call, at most 2 requests in flight. The deepset
+    // polls need at least 2 × 122 × 50 ms / 2 = 6.1 s whatever the order.
+    // Bounded per request, a Vault call waits behind at most the 2 × 4
+    // deepset requests and the 12 Vault requests ahead of it: about
+    // (8 + 12) / 2 × 50 ms = 0.5 s per call, so the Vaults are done within
+    // about a second. Bounded per poll, the two deepset polls would hold
+    // both permits for their whole 6 s and the Vaults would wait for them.
+    const LATENCY: Duration = Duration::from_millis(50);
+    let vaults = ["v0", "v1", "v2", "v3", "v4", "v5"];
+    let workspaces = ["ws1", "ws2"];
+    let sim = sim_with(
+        vaults
+            .iter()
+            .zip(1u64..)
+            .map(|(v, id)| vault_spec(v, id))
+            .collect(),
+        workspaces
+            .iter()
+            .map(|w| DeepsetSpec {
+                workspace: w.to_string(),
+                ..workspace()
+            })
+            .collect(),
+    )
+    .await;
+    let mut deepset_targets = Vec::new();
+    for w in workspaces {
+        let ws = sim.deepset(w).unwrap();
+        let now = ws.now();
+        for i in 0..60 {
+            ws.insert_session(closed(
+                ADA,
+                now - time::Duration::minutes(i),
+                vec![FileSeed::ingested(&format!("{i}.pdf"), 10)],
+            ));
+        }
+        ws.inject(FaultRule::always(None, FaultKind::Delay(LATENCY)));
+        let mut t = deepset_target(&sim, &format!("ds-{w}"), w, Pagination::Cursor);
+        t.timeout = Duration::from_secs(10);
+        deepset_targets.push(t);
+    }
+    let mut all_targets = deepset_targets.clone();
+    for v in vaults {
+        sim.vault(v)
+            .unwrap()
+            .inject(FaultRule::always(None, FaultKind::Delay(LATENCY)));
+        let mut t = vault_target(&sim, &format!("vault-{v}"), v);
+        // A short interval for a short first-poll spread (a tenth of it).
+        t.poll_interval = Duration::from_secs(2);
+        t.timeout = Duration::from_secs(10);
+        all_targets.push(t);
+    }
+    let with_limit = |targets: Vec<TargetConfig>| {
+        let mut cfg = config(targets);
+        cfg.exporter.max_concurrent_requests = 2;
+        cfg
+    };
+    let exporter = Exporter::start(
+        with_limit(deepset_targets),
+        None,
+        ServeOptions::loopback(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    // The deepset polls are busy with their per-session calls...
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            workspaces.iter().all(|w| {
+                sim.deepset(w)
+                    .unwrap()
+                    .request_count(DeepsetEndpoint::SessionStatus)
+                    > 0
+            })
+        })
+        .await
+    );
+    // ...when the Vaults are added.
+    let added = std::time::Instant::now();
+    let summary = exporter.apply(with_limit(all_targets)).await;
+    assert_eq!((summary.added.len(), summary.unchanged), (6, 2));
+    let mut vaults_done = None;
+    let deadline = added + Duration::from_secs(60);
+    loop {
+        let waiting = waiting_for(&exporter).await;
+        if vaults_done.is_none() && !waiting.iter().any(|t| t.starts_with("vault-")) {
+            vaults_done = Some((added.elapsed(), waiting.clone()));
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting for {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_done = added.elapsed();
+    let (vault_time, still_waiting) = vaults_done.unwrap();
+    assert_eq!(
+        still_waiting,
+        ["ds-ws1", "ds-ws2"],
+        "the Vaults finished their first poll before the deepset workspaces \
+         (Vaults after {vault_time:?}, all after {all_done:?})"
+    );
+    assert!(
+        vault_time < Duration::from_secs(3),
+        "the Vaults took {vault_time:?} (about 1 s expected)"
+    );
+    // Every first poll succeeded (readiness counts failed polls too).
+    let metrics = format!("http://{}/metrics", exporter.addr());
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(&metrics).await.text().await.unwrap();
+        if text.matches("upload_session_target_up{").count() == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for v in vaults {
+        assert_eq!(
+            value(
+                &text,
+                &format!("upload_session_target_up{{target=\"vault-{v}\",kind=\"vault\"}}")
+            ),
+            "1"
+        );
+    }
+    for w in workspaces {
+        assert_eq!(
+            value(
+                &text,
+                &format!("upload_session_target_up{{target=\"ds-{w}\",kind=\"deepset\"}}")
+            ),
+            "1"
+        );
+    }
+    exporter.stop().await;
+    sim.shutdown().await;
+}
