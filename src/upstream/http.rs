@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{FetchError, RequestLimiter};
+use super::FetchError;
 use crate::config::TargetConfig;
 
 /// `User-Agent` of every upstream request.
@@ -57,17 +57,14 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// Sends `req` and reads the whole body, refusing more than `limit` bytes,
-/// holding a permit of `permits` meanwhile. Transport failures are
-/// classified into [`FetchError`] variants.
+/// Sends `req` and reads the whole body, refusing more than `limit` bytes.
+/// Transport failures are classified into [`FetchError`] variants.
 pub async fn send(
     req: reqwest::RequestBuilder,
     endpoint: &'static str,
     timeout: Duration,
     limit: u64,
-    permits: &RequestLimiter,
 ) -> Result<Response, FetchError> {
-    let _permit = permits.acquire(endpoint).await?;
     let mut resp = req
         .send()
         .await

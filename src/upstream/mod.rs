@@ -179,8 +179,9 @@ impl FetchError {
 /// (`[exporter] max_concurrent_requests`).
 ///
 /// The clients of one exporter share it (it is handed to them when they are
-/// built; clones share the permits). A request holds a permit from just
-/// before it is sent until its body is read, which the target's `timeout`
+/// built; clones share the permits) and send every request through
+/// [`send`](Self::send). A request holds a permit from just before it is
+/// sent until its body is read, which the target's `timeout`
 /// bounds; waiting between requests (retry pauses, the next page) holds
 /// none. So a poll that makes hundreds of calls interleaves with the others
 /// instead of blocking them, and a hanging upstream holds at most one
@@ -242,6 +243,24 @@ impl RequestLimiter {
             }
         }
         *size = want;
+    }
+
+    /// Sends `req` as [`http::send`] does, once a permit is free, and holds
+    /// the permit until the body is read. `sent` runs when the permit is
+    /// granted, just before the request goes out: callers count the call
+    /// there, so that a call abandoned while it waited (a poll cut short,
+    /// a shutdown) is not counted as made.
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        endpoint: &'static str,
+        timeout: Duration,
+        limit: u64,
+        sent: impl FnOnce(),
+    ) -> Result<http::Response, FetchError> {
+        let _permit = self.acquire(endpoint).await?;
+        sent();
+        http::send(req, endpoint, timeout, limit).await
     }
 
     /// Waits for a permit to send one request to `endpoint`.

@@ -335,9 +335,12 @@ impl DeepsetClient {
                 .get(url.clone())
                 .header("Accept", "application/json")
                 .header("Authorization", bearer(&self.cfg.api_key));
-            self.calls.record(endpoint);
-            let resp =
-                http::send(req, endpoint, self.timeout, self.max_body, &self.limiter).await?;
+            let resp = self
+                .limiter
+                .send(req, endpoint, self.timeout, self.max_body, || {
+                    self.calls.record(endpoint)
+                })
+                .await?;
             let status = resp.status.as_u16();
             match status {
                 200 => return Ok(Some(resp.body)),

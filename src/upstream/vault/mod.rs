@@ -213,17 +213,14 @@ impl VaultClient {
             return;
         };
         let url = self.api_url(&["session"]);
-        self.calls.record(endpoint::LOGOUT);
         let req = self.request(reqwest::Method::DELETE, url, Some(&session));
-        match http::send(
-            req,
-            endpoint::LOGOUT,
-            self.timeout,
-            self.max_body,
-            &self.limiter,
-        )
-        .await
-        {
+        let sent = self
+            .limiter
+            .send(req, endpoint::LOGOUT, self.timeout, self.max_body, || {
+                self.calls.record(endpoint::LOGOUT)
+            })
+            .await;
+        match sent {
             Ok(_) => tracing::debug!("vault session ended"),
             Err(e) => tracing::debug!(error = %e, "vault logout failed"),
         }
@@ -368,8 +365,12 @@ impl VaultClient {
         url: Url,
     ) -> Result<bytes::Bytes, FetchError> {
         let req = self.request(method, url, self.session.as_ref());
-        self.calls.record(endpoint);
-        let resp = http::send(req, endpoint, self.timeout, self.max_body, &self.limiter).await?;
+        let resp = self
+            .limiter
+            .send(req, endpoint, self.timeout, self.max_body, || {
+                self.calls.record(endpoint)
+            })
+            .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint, &resp)?;
         let env: wire::Envelope = decode(endpoint, &resp.body)?;
@@ -398,16 +399,13 @@ impl VaultClient {
             .request(reqwest::Method::POST, url, None)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body);
-        self.calls.record(endpoint::AUTH);
-        self.logins += 1;
-        let resp = http::send(
-            req,
-            endpoint::AUTH,
-            self.timeout,
-            self.max_body,
-            &self.limiter,
-        )
-        .await?;
+        let resp = self
+            .limiter
+            .send(req, endpoint::AUTH, self.timeout, self.max_body, || {
+                self.calls.record(endpoint::AUTH);
+                self.logins += 1;
+            })
+            .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint::AUTH, &resp)?;
         let auth: wire::AuthResponse = decode(endpoint::AUTH, &resp.body)?;
@@ -511,15 +509,16 @@ impl VaultClient {
             p.pop_if_empty().push("api").push("");
         }
         let req = self.request(reqwest::Method::GET, url, self.session.as_ref());
-        self.calls.record(endpoint::API_VERSIONS);
-        let resp = http::send(
-            req,
-            endpoint::API_VERSIONS,
-            self.timeout,
-            self.max_body,
-            &self.limiter,
-        )
-        .await?;
+        let resp = self
+            .limiter
+            .send(
+                req,
+                endpoint::API_VERSIONS,
+                self.timeout,
+                self.max_body,
+                || self.calls.record(endpoint::API_VERSIONS),
+            )
+            .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint::API_VERSIONS, &resp)?;
         let v: wire::VersionsResponse = decode(endpoint::API_VERSIONS, &resp.body)?;
