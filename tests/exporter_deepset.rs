@@ -14,6 +14,7 @@ use upload_session_exporter::sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
 use upload_session_exporter::sim::{
     DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed, Simulator,
 };
+use upload_session_exporter::upstream::deepset::SESSION_FETCHES_AT_ONCE;
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
@@ -677,5 +678,151 @@ async fn a_long_deepset_poll_does_not_hold_up_the_vaults() {
         );
     }
     exporter.stop().await;
+    sim.shutdown().await;
+}
+
+/// A seeded file whose ingestion failed.
+fn failed_file(name: &str) -> FileSeed {
+    FileSeed {
+        status: "FAILED".into(),
+        ..FileSeed::pending(name, 10)
+    }
+}
+
+#[tokio::test]
+async fn session_counts_are_fetched_a_few_at_a_time() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    // 30 closed sessions with 0–2 finished, 0–1 failed and, for six of
+    // them, one pending file; 6 open sessions with 0–3 files.
+    let (mut total, mut finished, mut failed) = (0u64, 0u64, 0u64);
+    for i in 0..30u64 {
+        let mut files = Vec::new();
+        for f in 0..i % 3 {
+            files.push(FileSeed {
+                status: "FINISHED".into(),
+                ..FileSeed::pending(&format!("{i}-{f}.pdf"), 10)
+            });
+        }
+        if i % 2 == 1 {
+            files.push(failed_file(&format!("{i}-x.pdf")));
+        }
+        if i % 5 == 0 {
+            files.push(FileSeed::pending(&format!("{i}-p.pdf"), 10));
+        }
+        total += files.len() as u64;
+        finished += i % 3;
+        failed += i % 2;
+        ws.insert_session(closed(ADA, now - time::Duration::minutes(i as i64), files));
+    }
+    for i in 0..6u64 {
+        let mut s = DeepsetSessionSeed::open(ADA, now - time::Duration::minutes(i as i64));
+        s.files = (0..i % 4)
+            .map(|f| FileSeed::pending(&format!("o{i}-{f}.pdf"), 10))
+            .collect();
+        total += i % 4;
+        ws.insert_session(s);
+    }
+    // Slow per-session calls: one at a time they would take 6.6 s.
+    for e in [DeepsetEndpoint::SessionStatus, DeepsetEndpoint::ListFiles] {
+        ws.inject(FaultRule::always(
+            Some(e),
+            FaultKind::Delay(Duration::from_millis(100)),
+        ));
+    }
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    // Plenty of room overall: the per-workspace bound is what limits.
+    let mut source = Source::new(&target, &RequestLimiter::new(64)).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
+        [
+            DeepsetEndpoint::ListSessions,
+            DeepsetEndpoint::SessionStatus,
+            DeepsetEndpoint::ListFiles,
+        ]
+        .map(|e| ws.request_count(e))
+    };
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    let max = ws.max_in_flight();
+    assert!(max > 1, "counts fetched concurrently: {max} at most");
+    assert_eq!(
+        max, SESSION_FETCHES_AT_ONCE as u64,
+        "the bound is reached, never passed"
+    );
+    // Exactly the calls made one at a time: two list pages, status and
+    // file count per closed session, file count per open one.
+    assert_eq!(calls(&ws), [2, 30, 36]);
+    assert_eq!(state.last_poll_calls(), 68, "each call counted once");
+    let files = state.owners()[ADA].files.unwrap();
+    assert_eq!(
+        (files.total, files.finished, files.failed, files.pending()),
+        (total, finished, failed, total - finished - failed)
+    );
+    assert_eq!(files.pending(), 6 + 7, "6 closed, 0+1+2+3+0+1 open");
+
+    // Final counts are cached: the six closed sessions with a pending file
+    // and the open ones are asked again, nothing else.
+    sim.reset_max_in_flight();
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(calls(&ws), [4, 36, 48]);
+    assert_eq!(state.last_poll_calls(), 2 + 6 + 12);
+    assert_eq!(state.owners()[ADA].files.unwrap(), files);
+    assert_eq!(ws.max_in_flight(), SESSION_FETCHES_AT_ONCE as u64);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_first_failing_count_call_ends_the_poll() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    for i in 0..30 {
+        ws.insert_session(closed(
+            ADA,
+            now - time::Duration::minutes(i),
+            vec![FileSeed::ingested(&format!("{i}.pdf"), 10)],
+        ));
+    }
+    // The 9th status call is refused with a Retry-After; the others are
+    // slow, so that several are in flight when it fails.
+    ws.after_list_request(2, |ws| {
+        ws.inject(FaultRule {
+            endpoint: Some(DeepsetEndpoint::SessionStatus),
+            kind: FaultKind::Delay(Duration::from_millis(100)),
+            times: Some(8),
+        });
+        ws.inject(FaultRule {
+            endpoint: Some(DeepsetEndpoint::SessionStatus),
+            kind: FaultKind::TooManyRequests { retry_after: 30 },
+            times: Some(1),
+        });
+    });
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let err = poll_once(&target, &mut source, &mut state)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::RateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    // No session was started after the failure: at most the ones in flight
+    // with it (the 9th and three more).
+    let status_calls = ws.request_count(DeepsetEndpoint::SessionStatus);
+    assert!(
+        (9..=9 + SESSION_FETCHES_AT_ONCE as u64 - 1).contains(&status_calls),
+        "{status_calls} status calls"
+    );
+    // The next poll asks only for what was not cached yet.
+    let before = ws.request_count(DeepsetEndpoint::ListFiles);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    let cached_before = 30 - (ws.request_count(DeepsetEndpoint::SessionStatus) - status_calls);
+    // Session 9's status call went out once five sessions had ended.
+    assert!(
+        cached_before >= 5,
+        "counts that arrived before the failure were cached ({cached_before})"
+    );
+    assert_eq!(state.owners()[ADA].files.unwrap().total, 30);
+    assert!(ws.request_count(DeepsetEndpoint::ListFiles) > before);
     sim.shutdown().await;
 }
