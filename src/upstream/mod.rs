@@ -181,12 +181,11 @@ impl FetchError {
 /// The clients of one exporter share it (it is handed to them when they are
 /// built; clones share the permits) and send every request through
 /// [`send`](Self::send). A request holds a permit from just before it is
-/// sent until its body is read, which the target's `timeout`
-/// bounds; waiting between requests (retry pauses, the next page) holds
-/// none. So a poll that makes hundreds of calls interleaves with the others
-/// instead of blocking them, and a hanging upstream holds at most one
-/// permit per request it has in flight. Waiters are served first come,
-/// first served.
+/// sent until its body is read, which the target's `timeout` bounds;
+/// waiting between requests (retry pauses, the next page) holds none. So a
+/// poll that makes hundreds of calls interleaves with the others instead of
+/// blocking them, and a hanging upstream holds at most one permit per
+/// request it has in flight. Waiters are served first come, first served.
 #[derive(Debug, Clone)]
 pub struct RequestLimiter {
     inner: Arc<LimiterInner>,
@@ -264,7 +263,10 @@ impl RequestLimiter {
     }
 
     /// Waits for a permit to send one request to `endpoint`.
-    pub async fn acquire(&self, endpoint: &'static str) -> Result<SemaphorePermit<'_>, FetchError> {
+    pub(crate) async fn acquire(
+        &self,
+        endpoint: &'static str,
+    ) -> Result<SemaphorePermit<'_>, FetchError> {
         // The semaphore is never closed; the error is for completeness.
         self.inner
             .permits
