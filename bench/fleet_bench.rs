@@ -53,7 +53,7 @@ struct Opts {
     load_secs: u64,
     load_connections: usize,
     scale: Vec<usize>,
-    max_concurrent_polls: usize,
+    max_concurrent_requests: usize,
     out: Option<PathBuf>,
     work: PathBuf,
     exporter: Option<PathBuf>,
@@ -75,7 +75,7 @@ impl Opts {
             load_secs: 30,
             load_connections: 1000,
             scale: vec![10, 200, 1000],
-            max_concurrent_polls: 16,
+            max_concurrent_requests: 32,
             out: None,
             exporter: None,
             work: std::env::temp_dir().join(format!("fleet_bench.{}", std::process::id())),
@@ -101,7 +101,7 @@ impl Opts {
                 "--serve-rounds" => o.serve_rounds = val()?.parse::<usize>()?.max(1),
                 "--load-secs" => o.load_secs = val()?.parse()?,
                 "--load-connections" => o.load_connections = val()?.parse()?,
-                "--max-concurrent-polls" => o.max_concurrent_polls = val()?.parse()?,
+                "--max-concurrent-requests" => o.max_concurrent_requests = val()?.parse()?,
                 "--scale" => {
                     o.scale = val()?
                         .split(',')
@@ -136,7 +136,7 @@ impl Opts {
 const HELP: &str = "fleet_bench [--quick] [--soak-secs N] [--latency-ms N] [--vaults N] \
 [--workspaces N] [--scale 10,200,1000] [--skip vaults,production,serve,load,soak,scale] [--out FILE.md]\n\
 [--exporter PATH (another build of the exporter, e.g. to compare before/after)]\n\
-[--wrk-secs 8] [--serve-rounds 3] [--load-secs 30] [--load-connections 1000]\n\
+[--wrk-secs 8] [--serve-rounds 3] [--load-secs 30] [--load-connections 1000] [--max-concurrent-requests 32]\n\
 Normally run through bench/run.sh.";
 
 // ---------------------------------------------------------------- the fleet
@@ -401,8 +401,8 @@ fn exporter_config(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "[exporter]\nmax_concurrent_polls = {}\n\n[defaults]\npoll_interval = \"{interval}\"\ntimeout = \"15s\"\n",
-        o.max_concurrent_polls
+        "[exporter]\nmax_concurrent_requests = {}\n\n[defaults]\npoll_interval = \"{interval}\"\ntimeout = \"15s\"\n",
+        o.max_concurrent_requests
     );
     for v in 0..vaults {
         let name = vault_name(v);
@@ -1007,9 +1007,9 @@ async fn phase_vaults(
     let first = wait_first_cycle(http, &e, "vault-", Duration::from_secs(120)).await?;
     eprintln!("   first cycle {first:?}");
     // Ideal: two calls (login, list) per Vault at the configured latency,
-    // max_concurrent_polls at a time.
+    // max_concurrent_requests at a time.
     let ideal =
-        (o.vaults as f64 * 2.0 * o.latency_ms as f64 / 1000.0) / o.max_concurrent_polls as f64;
+        (o.vaults as f64 * 2.0 * o.latency_ms as f64 / 1000.0) / o.max_concurrent_requests as f64;
     report.rows.push(row(
         format!(
             "first full cycle, {} Vault targets, {} ms per call",

@@ -16,6 +16,7 @@ use crate::metrics::exposition::Hub;
 use crate::poller::{self, Readiness, Shared, Source, TargetState};
 use crate::server::{self, ReloadRequest, ServerState};
 use crate::shard::Shard;
+use crate::upstream::RequestLimiter;
 
 /// Reads the configuration again (for reloads).
 pub type Loader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
@@ -105,7 +106,6 @@ struct RunningTarget {
 /// Owns the poll tasks.
 struct Supervisor {
     shared: Shared,
-    permits: usize,
     running: BTreeMap<String, RunningTarget>,
     shutdown: CancellationToken,
     shard: Option<Shard>,
@@ -172,23 +172,11 @@ impl Supervisor {
                 },
             );
         }
-        let want = config.exporter.max_concurrent_polls;
-        if want > self.permits {
-            self.shared.limiter.add_permits(want - self.permits);
-        } else if want < self.permits {
-            // Permits in use are taken back as they are released.
-            let gone = self.shared.limiter.forget_permits(self.permits - want);
-            if gone < self.permits - want {
-                let limiter = Arc::clone(&self.shared.limiter);
-                let rest = (self.permits - want - gone) as u32;
-                tokio::spawn(async move {
-                    if let Ok(p) = limiter.acquire_many(rest).await {
-                        p.forget();
-                    }
-                });
-            }
-        }
-        self.permits = want;
+        // The running clients share the limiter: a new size applies to
+        // them too (permits in use are taken back as they are released).
+        self.shared
+            .limiter
+            .resize(config.exporter.max_concurrent_requests);
         summary
     }
 
@@ -260,12 +248,11 @@ impl Exporter {
         let readiness = Readiness::new(std::iter::empty());
         let shared = Shared {
             hub: Arc::clone(&hub),
-            limiter: Arc::new(Semaphore::new(0)),
+            limiter: RequestLimiter::new(config.exporter.max_concurrent_requests),
             readiness: Arc::clone(&readiness),
         };
         let mut supervisor = Supervisor {
             shared,
-            permits: 0,
             running: BTreeMap::new(),
             shutdown: shutdown.clone(),
             shard: opts.shard,
@@ -354,17 +341,28 @@ impl Exporter {
 
 /// Polls every target once, concurrently; returns the exposition and the
 /// targets that failed with their errors (for `--once`).
+///
+/// Requests in flight are bounded by `max_concurrent_requests` as in the
+/// daemon. Polls in progress are bounded by the same number: that keeps
+/// every request permit busy (each poll wants at least one), while a poll
+/// does not start its budget until it can make progress. Unbounded, a large
+/// fleet would start every poll at once, share the permits evenly, and its
+/// long polls could all run out of budget together, with no later poll to
+/// finish the job.
 pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
     let hub = Hub::new();
-    let limiter = Arc::new(Semaphore::new(config.exporter.max_concurrent_polls));
+    let size = config.exporter.max_concurrent_requests;
+    let limiter = RequestLimiter::new(size);
+    let polls = Arc::new(Semaphore::new(size));
     let mut tasks = JoinSet::new();
     for target in config.targets.clone() {
         let hub = Arc::clone(&hub);
-        let limiter = Arc::clone(&limiter);
+        let limiter = limiter.clone();
+        let polls = Arc::clone(&polls);
         tasks.spawn(async move {
-            let _permit = limiter.acquire_owned().await;
+            let _slot = polls.acquire_owned().await;
             let mut state = TargetState::for_target(&target);
-            let result = match Source::new(&target) {
+            let result = match Source::new(&target, &limiter) {
                 Ok(mut source) => {
                     let r = poller::poll_once(&target, &mut source, &mut state).await;
                     source.close().await;

@@ -8,6 +8,7 @@ use crate::config::{Config, TargetConfig};
 use crate::model::{now_millis, Session, SessionState, UnixMillis};
 use crate::poller::history::{History, Judgement, Rules};
 use crate::poller::Source;
+use crate::upstream::RequestLimiter;
 
 /// The report of one target.
 #[derive(Debug)]
@@ -33,9 +34,10 @@ pub async fn sessions(config: &Config, only: Option<&str>) -> Result<Vec<TargetR
             names.join(", ")
         ));
     }
+    let limiter = RequestLimiter::new(config.exporter.max_concurrent_requests);
     let mut reports = Vec::new();
     for t in targets {
-        let result = match Source::new(t) {
+        let result = match Source::new(t, &limiter) {
             Ok(mut source) => {
                 let now = now_millis();
                 let r = source.fetch(now).await;

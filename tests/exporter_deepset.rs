@@ -14,7 +14,8 @@ use upload_session_exporter::sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
 use upload_session_exporter::sim::{
     DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed, Simulator,
 };
-use upload_session_exporter::upstream::ErrorReason;
+use upload_session_exporter::upstream::deepset::SESSION_FETCHES_AT_ONCE;
+use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
 
@@ -175,7 +176,8 @@ async fn poll_count(sim: &Simulator, pagination: Pagination) -> (Vec<String>, u6
     let ws = sim.deepset("default").unwrap();
     let before = ws.request_count(DeepsetEndpoint::ListSessions);
     let target = deepset_target(sim, "ds", "default", pagination);
-    let Source::Deepset(mut client) = Source::new(&target).unwrap() else {
+    let Source::Deepset(mut client) = Source::new(&target, &RequestLimiter::default()).unwrap()
+    else {
         unreachable!()
     };
     let sessions = client
@@ -282,7 +284,7 @@ async fn calls_stay_bounded_as_closed_sessions_pile_up() {
         ));
     }
     let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
         [
@@ -336,7 +338,7 @@ async fn failing(
     if let upload_session_exporter::config::KindConfig::Deepset(d) = &mut target.kind {
         d.api_key = upload_session_exporter::secret::Secret::new(key);
     }
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let r = poll_once(&target, &mut source, &mut state).await;
     let wait = r.as_ref().err().map(|e| backoff(&target, e, 1));
@@ -503,7 +505,7 @@ async fn a_session_vanishing_before_its_status_is_skipped_not_fatal() {
         times: Some(1),
     });
     let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     assert!(state.up());
@@ -516,5 +518,311 @@ async fn a_session_vanishing_before_its_status_is_skipped_not_fatal() {
     // Next poll: the status is there again and counted.
     poll_once(&target, &mut source, &mut state).await.unwrap();
     assert_eq!(state.owners()[ADA].files.unwrap().finished, 1);
+    sim.shutdown().await;
+}
+
+/// The targets `/-/ready` still waits for (empty once ready).
+async fn waiting_for(exporter: &Exporter) -> Vec<String> {
+    let r = get(&format!("http://{}/-/ready", exporter.addr())).await;
+    if r.status().is_success() {
+        return Vec::new();
+    }
+    let body = r.text().await.unwrap();
+    body.trim_end()
+        .trim_start_matches("Not ready: waiting for the first poll of ")
+        .trim_end_matches('.')
+        .split(", ")
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_long_deepset_poll_does_not_hold_up_the_vaults() {
+    // Two workspaces whose first poll makes 122 calls each (2 list pages,
+    // then status and file count of 60 closed sessions), six Vaults with 2
+    // calls each, 50 ms per call, at most 2 requests in flight. The deepset
+    // polls need at least 2 × 122 × 50 ms / 2 = 6.1 s whatever the order.
+    // Bounded per request, a Vault call waits behind at most the 2 × 4
+    // deepset requests and the 12 Vault requests ahead of it: about
+    // (8 + 12) / 2 × 50 ms = 0.5 s per call, so the Vaults are done within
+    // about a second. Bounded per poll, the two deepset polls would hold
+    // both permits for their whole 6 s and the Vaults would wait for them.
+    const LATENCY: Duration = Duration::from_millis(50);
+    let vaults = ["v0", "v1", "v2", "v3", "v4", "v5"];
+    let workspaces = ["ws1", "ws2"];
+    let sim = sim_with(
+        vaults
+            .iter()
+            .zip(1u64..)
+            .map(|(v, id)| vault_spec(v, id))
+            .collect(),
+        workspaces
+            .iter()
+            .map(|w| DeepsetSpec {
+                workspace: w.to_string(),
+                ..workspace()
+            })
+            .collect(),
+    )
+    .await;
+    let mut deepset_targets = Vec::new();
+    for w in workspaces {
+        let ws = sim.deepset(w).unwrap();
+        let now = ws.now();
+        for i in 0..60 {
+            ws.insert_session(closed(
+                ADA,
+                now - time::Duration::minutes(i),
+                vec![FileSeed::ingested(&format!("{i}.pdf"), 10)],
+            ));
+        }
+        ws.inject(FaultRule::always(None, FaultKind::Delay(LATENCY)));
+        let mut t = deepset_target(&sim, &format!("ds-{w}"), w, Pagination::Cursor);
+        t.timeout = Duration::from_secs(10);
+        deepset_targets.push(t);
+    }
+    let mut all_targets = deepset_targets.clone();
+    for v in vaults {
+        sim.vault(v)
+            .unwrap()
+            .inject(FaultRule::always(None, FaultKind::Delay(LATENCY)));
+        let mut t = vault_target(&sim, &format!("vault-{v}"), v);
+        // A short interval for a short first-poll spread (a tenth of it).
+        t.poll_interval = Duration::from_secs(2);
+        t.timeout = Duration::from_secs(10);
+        all_targets.push(t);
+    }
+    let with_limit = |targets: Vec<TargetConfig>| {
+        let mut cfg = config(targets);
+        cfg.exporter.max_concurrent_requests = 2;
+        cfg
+    };
+    let exporter = Exporter::start(
+        with_limit(deepset_targets),
+        None,
+        ServeOptions::loopback(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    // The deepset polls are busy with their per-session calls...
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            workspaces.iter().all(|w| {
+                sim.deepset(w)
+                    .unwrap()
+                    .request_count(DeepsetEndpoint::SessionStatus)
+                    > 0
+            })
+        })
+        .await
+    );
+    // ...when the Vaults are added.
+    let added = std::time::Instant::now();
+    let summary = exporter.apply(with_limit(all_targets)).await;
+    assert_eq!((summary.added.len(), summary.unchanged), (6, 2));
+    let mut vaults_done = None;
+    let deadline = added + Duration::from_secs(60);
+    loop {
+        let waiting = waiting_for(&exporter).await;
+        if vaults_done.is_none() && !waiting.iter().any(|t| t.starts_with("vault-")) {
+            vaults_done = Some((added.elapsed(), waiting.clone()));
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting for {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_done = added.elapsed();
+    let (vault_time, still_waiting) = vaults_done.unwrap();
+    assert_eq!(
+        still_waiting,
+        ["ds-ws1", "ds-ws2"],
+        "the Vaults finished their first poll before the deepset workspaces \
+         (Vaults after {vault_time:?}, all after {all_done:?})"
+    );
+    assert!(
+        vault_time < Duration::from_secs(3),
+        "the Vaults took {vault_time:?} (about 1 s expected)"
+    );
+    // Every first poll succeeded (readiness counts failed polls too).
+    let metrics = format!("http://{}/metrics", exporter.addr());
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(&metrics).await.text().await.unwrap();
+        if text.matches("upload_session_target_up{").count() == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for v in vaults {
+        assert_eq!(
+            value(
+                &text,
+                &format!("upload_session_target_up{{target=\"vault-{v}\",kind=\"vault\"}}")
+            ),
+            "1"
+        );
+    }
+    for w in workspaces {
+        assert_eq!(
+            value(
+                &text,
+                &format!("upload_session_target_up{{target=\"ds-{w}\",kind=\"deepset\"}}")
+            ),
+            "1"
+        );
+    }
+    exporter.stop().await;
+    sim.shutdown().await;
+}
+
+/// A seeded file whose ingestion failed.
+fn failed_file(name: &str) -> FileSeed {
+    FileSeed {
+        status: "FAILED".into(),
+        ..FileSeed::pending(name, 10)
+    }
+}
+
+#[tokio::test]
+async fn session_counts_are_fetched_a_few_at_a_time() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    // 30 closed sessions with 0–2 finished, 0–1 failed and, for six of
+    // them, one pending file; 6 open sessions with 0–3 files.
+    let (mut total, mut finished, mut failed) = (0u64, 0u64, 0u64);
+    for i in 0..30u64 {
+        let mut files = Vec::new();
+        for f in 0..i % 3 {
+            files.push(FileSeed {
+                status: "FINISHED".into(),
+                ..FileSeed::pending(&format!("{i}-{f}.pdf"), 10)
+            });
+        }
+        if i % 2 == 1 {
+            files.push(failed_file(&format!("{i}-x.pdf")));
+        }
+        if i % 5 == 0 {
+            files.push(FileSeed::pending(&format!("{i}-p.pdf"), 10));
+        }
+        total += files.len() as u64;
+        finished += i % 3;
+        failed += i % 2;
+        ws.insert_session(closed(ADA, now - time::Duration::minutes(i as i64), files));
+    }
+    for i in 0..6u64 {
+        let mut s = DeepsetSessionSeed::open(ADA, now - time::Duration::minutes(i as i64));
+        s.files = (0..i % 4)
+            .map(|f| FileSeed::pending(&format!("o{i}-{f}.pdf"), 10))
+            .collect();
+        total += i % 4;
+        ws.insert_session(s);
+    }
+    // Slow per-session calls: one at a time they would take 6.6 s.
+    for e in [DeepsetEndpoint::SessionStatus, DeepsetEndpoint::ListFiles] {
+        ws.inject(FaultRule::always(
+            Some(e),
+            FaultKind::Delay(Duration::from_millis(100)),
+        ));
+    }
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    // Plenty of room overall: the per-workspace bound is what limits.
+    let mut source = Source::new(&target, &RequestLimiter::new(64)).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
+        [
+            DeepsetEndpoint::ListSessions,
+            DeepsetEndpoint::SessionStatus,
+            DeepsetEndpoint::ListFiles,
+        ]
+        .map(|e| ws.request_count(e))
+    };
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    let max = ws.max_in_flight();
+    assert!(max > 1, "counts fetched concurrently: {max} at most");
+    assert_eq!(
+        max, SESSION_FETCHES_AT_ONCE as u64,
+        "the bound is reached, never passed"
+    );
+    // Exactly the calls made one at a time: two list pages, status and
+    // file count per closed session, file count per open one.
+    assert_eq!(calls(&ws), [2, 30, 36]);
+    assert_eq!(state.last_poll_calls(), 68, "each call counted once");
+    let files = state.owners()[ADA].files.unwrap();
+    assert_eq!(
+        (files.total, files.finished, files.failed, files.pending()),
+        (total, finished, failed, total - finished - failed)
+    );
+    assert_eq!(files.pending(), 6 + 7, "6 closed, 0+1+2+3+0+1 open");
+
+    // Final counts are cached: the six closed sessions with a pending file
+    // and the open ones are asked again, nothing else.
+    sim.reset_max_in_flight();
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    assert_eq!(calls(&ws), [4, 36, 48]);
+    assert_eq!(state.last_poll_calls(), 2 + 6 + 12);
+    assert_eq!(state.owners()[ADA].files.unwrap(), files);
+    assert_eq!(ws.max_in_flight(), SESSION_FETCHES_AT_ONCE as u64);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_first_failing_count_call_ends_the_poll() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    for i in 0..30 {
+        ws.insert_session(closed(
+            ADA,
+            now - time::Duration::minutes(i),
+            vec![FileSeed::ingested(&format!("{i}.pdf"), 10)],
+        ));
+    }
+    // The 9th status call is refused with a Retry-After; the others are
+    // slow, so that several are in flight when it fails.
+    ws.after_list_request(2, |ws| {
+        ws.inject(FaultRule {
+            endpoint: Some(DeepsetEndpoint::SessionStatus),
+            kind: FaultKind::Delay(Duration::from_millis(100)),
+            times: Some(8),
+        });
+        ws.inject(FaultRule {
+            endpoint: Some(DeepsetEndpoint::SessionStatus),
+            kind: FaultKind::TooManyRequests { retry_after: 30 },
+            times: Some(1),
+        });
+    });
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let err = poll_once(&target, &mut source, &mut state)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::RateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    // No session was started after the failure: at most the ones in flight
+    // with it (the 9th and three more).
+    let status_calls = ws.request_count(DeepsetEndpoint::SessionStatus);
+    assert!(
+        (9..=9 + SESSION_FETCHES_AT_ONCE as u64 - 1).contains(&status_calls),
+        "{status_calls} status calls"
+    );
+    // The next poll asks only for what was not cached yet.
+    let before = ws.request_count(DeepsetEndpoint::ListFiles);
+    poll_once(&target, &mut source, &mut state).await.unwrap();
+    let cached_before = 30 - (ws.request_count(DeepsetEndpoint::SessionStatus) - status_calls);
+    // Session 9's status call went out once five sessions had ended.
+    assert!(
+        cached_before >= 5,
+        "counts that arrived before the failure were cached ({cached_before})"
+    );
+    assert_eq!(state.owners()[ADA].files.unwrap().total, 30);
+    assert!(ws.request_count(DeepsetEndpoint::ListFiles) > before);
     sim.shutdown().await;
 }

@@ -12,7 +12,7 @@ use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
 use upload_session_exporter::sim::{Endpoint, FaultKind, FaultRule, SessionSeed, UserSpec};
 use upload_session_exporter::upstream::vault::VaultClient;
-use upload_session_exporter::upstream::ErrorReason;
+use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 
 fn config(targets: Vec<TargetConfig>) -> Config {
     Config {
@@ -175,7 +175,7 @@ async fn one_list_call_per_poll_and_session_reused() {
     let sim = sim(vec![vault_spec("main", 1000)]).await;
     let vault = sim.vault("main").unwrap();
     let target = vault_target(&sim, "t", "main");
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     for _ in 0..3 {
         poll_once(&target, &mut source, &mut state).await.unwrap();
@@ -195,7 +195,7 @@ async fn ended_session_relogs_in_once() {
     let sim = sim(vec![vault_spec("main", 1000)]).await;
     let vault = sim.vault("main").unwrap();
     let target = vault_target(&sim, "t", "main");
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     vault.invalidate_login_sessions();
@@ -219,7 +219,7 @@ async fn unserved_version_is_reported_not_looped() {
     let vault = sim.vault("main").unwrap();
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).api_version = "v99.9".into();
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let mut last = String::new();
     for _ in 0..3 {
@@ -245,7 +245,7 @@ async fn wrong_version_trap_after_relogin_names_the_versions() {
     let sim = sim(vec![vault_spec("main", 1000)]).await;
     let vault = sim.vault("main").unwrap();
     let target = vault_target(&sim, "t", "main");
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     vault.inject(FaultRule {
@@ -295,7 +295,7 @@ async fn failure(
     vault_cfg(&mut target).password =
         upload_session_exporter::secret::Secret::new(FAILURE_TEST_PASSWORD);
     tweak(&mut target);
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let err = poll_once(&target, &mut source, &mut state)
         .await
@@ -440,7 +440,7 @@ async fn wrong_password_and_unreachable_host() {
     let vault = sim.vault("main").unwrap();
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).password = upload_session_exporter::secret::Secret::new("wrong-pw-123");
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let err = poll_once(&target, &mut source, &mut state)
         .await
@@ -461,7 +461,7 @@ async fn wrong_password_and_unreachable_host() {
     let port = free.local_addr().unwrap().port();
     drop(free);
     target.url = format!("http://127.0.0.1:{port}/").parse().unwrap();
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let err = poll_once(&target, &mut source, &mut state)
         .await
         .unwrap_err();
@@ -475,7 +475,7 @@ async fn login_into_another_vault_is_refused() {
     let sim = sim(vec![spec]).await;
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).vault_id = Some(1000);
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let err = poll_once(&target, &mut source, &mut state)
         .await
@@ -509,7 +509,7 @@ async fn parts_are_paginated_with_absolute_and_relative_next_page() {
         let upload_session_exporter::config::KindConfig::Vault(v) = &target.kind else {
             unreachable!()
         };
-        let mut client = VaultClient::new(&target, v).unwrap();
+        let mut client = VaultClient::new(&target, v, &RequestLimiter::default()).unwrap();
         let parts = client.list_parts(&id, 2).await.unwrap();
         let numbers: Vec<u64> = parts.iter().map(|p| p.part_number.unwrap()).collect();
         assert_eq!(numbers, vec![1, 2, 3, 4, 5], "absolute={absolute}");
@@ -546,7 +546,7 @@ async fn ended_and_stalled_sessions() {
     let done_id = vault.insert_session(done);
 
     let target = vault_target(&sim, "t", "main");
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     let o = &state.owners()["7"];
@@ -585,7 +585,7 @@ async fn non_admin_sees_own_sessions_only() {
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).username = "uploader@example.com".into();
     vault_cfg(&mut target).password = upload_session_exporter::secret::Secret::new("pw");
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     assert_eq!(state.owners().keys().collect::<Vec<_>>(), vec!["555"]);
@@ -720,49 +720,73 @@ async fn exporter_serves_over_http_and_a_broken_target_disturbs_nothing() {
 }
 
 #[tokio::test]
-async fn concurrent_polls_are_bounded() {
-    // Three targets whose list call takes 400 ms. With one poll at a time the
-    // first round needs at least 1.2 s; unbounded it would take ~0.4 s.
-    let sim = sim(vec![
-        vault_spec("a", 1),
-        vault_spec("b", 2),
-        vault_spec("c", 3),
-    ])
+async fn concurrent_requests_are_bounded() {
+    // Six targets whose list call takes 500 ms, polled every 200 ms: each
+    // always wants a request in flight, so the simulator sees exactly as
+    // many at once as the exporter allows, and no more.
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let sim = sim(names
+        .iter()
+        .zip(1u64..)
+        .map(|(v, id)| vault_spec(v, id))
+        .collect())
     .await;
     let mut targets = Vec::new();
-    for v in ["a", "b", "c"] {
+    for v in names {
         sim.vault(v).unwrap().inject(FaultRule {
             endpoint: Some(Endpoint::ListSessions),
-            kind: FaultKind::Delay(Duration::from_millis(400)),
+            kind: FaultKind::Delay(Duration::from_millis(500)),
             times: None,
         });
         let mut t = vault_target(&sim, v, v);
-        t.poll_interval = Duration::from_secs(1);
+        t.poll_interval = Duration::from_millis(200);
+        // Room for waiting behind the others' requests within a poll.
+        t.timeout = Duration::from_secs(10);
+        // Polls this frequent would otherwise be spaced out to spare the
+        // Vault's API budget.
+        t.burst_limit_share = 1.0;
         targets.push(t);
     }
-    let mut cfg = config(targets);
-    cfg.exporter.max_concurrent_polls = 1;
-    let started = std::time::Instant::now();
+    let with_limit = |n: usize| {
+        let mut cfg = config(targets.clone());
+        cfg.exporter.max_concurrent_requests = n;
+        cfg
+    };
     let exporter = Exporter::start(
-        cfg,
+        with_limit(3),
         None,
         ServeOptions::loopback(),
         CancellationToken::new(),
     )
     .await
     .unwrap();
-    let ready = format!("http://{}/-/ready", exporter.addr());
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            get(&ready).await.status() == 200
-        })
-        .await
+    let window = Duration::from_millis(1500);
+    tokio::time::sleep(window).await;
+    assert_eq!(sim.max_in_flight(), 3, "the limit is reached, never passed");
+
+    // A reload resizes the limit of the running targets (none restarts).
+    let summary = exporter.apply(with_limit(5)).await;
+    assert_eq!(summary.unchanged, 6);
+    sim.reset_max_in_flight();
+    tokio::time::sleep(window).await;
+    assert_eq!(sim.max_in_flight(), 5, "grown at once");
+
+    exporter.apply(with_limit(2)).await;
+    // Requests in flight end within 500 ms; the permits they free are
+    // taken back.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    sim.reset_max_in_flight();
+    tokio::time::sleep(window).await;
+    assert_eq!(
+        sim.max_in_flight(),
+        2,
+        "shrunk once the requests in flight ended"
     );
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(1200),
-        "polls overlapped: ready after {took:?}"
-    );
+    let lists: u64 = names
+        .iter()
+        .map(|v| sim.vault(v).unwrap().request_count(Endpoint::ListSessions))
+        .sum();
+    assert!(lists >= 12, "the targets kept polling: {lists} lists");
     exporter.stop().await;
     sim.shutdown().await;
 }
@@ -791,7 +815,7 @@ async fn owner_names_are_looked_up_once_and_budgeted() {
     }
     let mut target = vault_target(&sim, "t", "main");
     vault_cfg(&mut target).resolve_owner_names = true;
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     assert_eq!(

@@ -94,7 +94,7 @@ const KEYS: &[&str] = &[
     "max_response_size",
     "api_version",
     "client_id",
-    "max_concurrent_polls",
+    "max_concurrent_requests",
     "log_level",
     "unknown_key",
 ];
@@ -423,15 +423,15 @@ proptest! {
     #[test]
     fn valid_configs_parse_exactly(
         defaults in arb_settings(),
-        polls in proptest::option::of(1u32..=1024),
+        requests in proptest::option::of(1u32..=1024),
         level in proptest::option::of(prop::sample::select(vec!["debug", "info", "warn", "error"])),
         targets in prop::collection::vec(arb_target(), 1..5),
     ) {
         let mut text = String::from("[defaults]\n");
         defaults.toml(&mut text);
         text.push_str("\n[exporter]\n");
-        if let Some(n) = polls {
-            text.push_str(&format!("max_concurrent_polls = {n}\n"));
+        if let Some(n) = requests {
+            text.push_str(&format!("max_concurrent_requests = {n}\n"));
         }
         if let Some(l) = level {
             text.push_str(&format!("log_level = \"{l}\"\n"));
@@ -460,7 +460,7 @@ proptest! {
             Ok(c) => c,
             Err(e) => panic!("a valid configuration was refused: {e}\n{text}"),
         };
-        prop_assert_eq!(config.exporter.max_concurrent_polls, polls.map_or(16, |n| n as usize));
+        prop_assert_eq!(config.exporter.max_concurrent_requests, requests.map_or(32, |n| n as usize));
         prop_assert_eq!(config.exporter.log_level, level.and_then(LogLevel::parse));
         prop_assert_eq!(config.targets.len(), targets.len());
         for (i, (got, want)) in config.targets.iter().zip(&targets).enumerate() {

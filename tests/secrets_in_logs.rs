@@ -12,6 +12,7 @@ use upload_session_exporter::config::{KindConfig, Pagination};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
 use upload_session_exporter::secret::Secret;
 use upload_session_exporter::sim::{DeepsetSpec, DeepsetUser, FaultKind, FaultRule, UserSpec};
+use upload_session_exporter::upstream::RequestLimiter;
 
 const PASSWORD: &str = "Vault-Pw-4f9a2c71";
 const API_KEY: &str = "ds-key-8b1e77d0";
@@ -59,7 +60,7 @@ async fn secrets_never_reach_the_logs() {
     vault_cfg(&mut target).username = "monitor@example.com".into();
     vault_cfg(&mut target).password = Secret::new(PASSWORD);
     vault_cfg(&mut target).resolve_owner_names = true;
-    let mut source = Source::new(&target).unwrap();
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     poll_once(&target, &mut source, &mut state).await.unwrap();
     vault.invalidate_login_sessions();
@@ -74,20 +75,20 @@ async fn secrets_never_reach_the_logs() {
     // A refused login with a wrong password that looks like the right one.
     let mut wrong = target.clone();
     vault_cfg(&mut wrong).password = Secret::new(format!("{PASSWORD}x"));
-    let mut s = Source::new(&wrong).unwrap();
+    let mut s = Source::new(&wrong, &RequestLimiter::default()).unwrap();
     let _ = poll_once(&wrong, &mut s, &mut state).await;
 
     let mut ds = deepset_target(&sim, "ds", "default", Pagination::Cursor);
     if let KindConfig::Deepset(d) = &mut ds.kind {
         d.api_key = Secret::new(API_KEY);
     }
-    let mut s = Source::new(&ds).unwrap();
+    let mut s = Source::new(&ds, &RequestLimiter::default()).unwrap();
     let mut st = TargetState::for_target(&ds);
     poll_once(&ds, &mut s, &mut st).await.unwrap();
     if let KindConfig::Deepset(d) = &mut ds.kind {
         d.api_key = Secret::new(format!("{API_KEY}-revoked"));
     }
-    let mut s = Source::new(&ds).unwrap();
+    let mut s = Source::new(&ds, &RequestLimiter::default()).unwrap();
     let _ = poll_once(&ds, &mut s, &mut st).await;
 
     // Debug output of the configuration is safe to log too.

@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use upload_session_exporter::config::{self, Environment};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
-use upload_session_exporter::upstream::ErrorReason;
+use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 
 /// Listens with TLS on a loopback port and forwards every connection to
 /// `upstream`. Returns the port and the CA certificate (PEM).
@@ -84,7 +84,7 @@ async fn upstream_certificates_are_verified_and_a_private_ca_can_be_added() {
     };
     let poll = |cfg: config::Config| async move {
         let target = cfg.targets[0].clone();
-        let mut source = Source::new(&target).unwrap();
+        let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
         let mut state = TargetState::for_target(&target);
         poll_once(&target, &mut source, &mut state)
             .await

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +21,7 @@ use crate::metrics::exposition::Hub;
 use crate::model::{now_millis, Session};
 use crate::upstream::deepset::DeepsetClient;
 use crate::upstream::vault::{self, VaultClient};
-use crate::upstream::{ErrorReason, FetchError};
+use crate::upstream::{ErrorReason, FetchError, RequestLimiter};
 
 pub use target::TargetState;
 
@@ -41,14 +40,17 @@ pub enum Source {
 }
 
 impl Source {
-    /// Creates the client for a target.
-    pub fn new(target: &TargetConfig) -> Result<Self, FetchError> {
+    /// Creates the client for a target; its requests take their permits
+    /// from `limiter`.
+    pub fn new(target: &TargetConfig, limiter: &RequestLimiter) -> Result<Self, FetchError> {
         match &target.kind {
             KindConfig::Vault(v) => Ok(Source::Vault(
-                Box::new(VaultClient::new(target, v)?),
+                Box::new(VaultClient::new(target, v, limiter)?),
                 v.resolve_owner_names.then(owners::OwnerNames::default),
             )),
-            KindConfig::Deepset(d) => Ok(Source::Deepset(Box::new(DeepsetClient::new(target, d)?))),
+            KindConfig::Deepset(d) => Ok(Source::Deepset(Box::new(DeepsetClient::new(
+                target, d, limiter,
+            )?))),
         }
     }
 
@@ -145,8 +147,9 @@ impl Readiness {
 pub struct Shared {
     /// Where rendered fragments go.
     pub hub: Arc<Hub>,
-    /// Bounds how many targets are polled at once.
-    pub limiter: Arc<Semaphore>,
+    /// Bounds the upstream requests in flight, across all targets (not the
+    /// polls: a poll with many calls must not hold up the others).
+    pub limiter: RequestLimiter,
     /// First-poll bookkeeping.
     pub readiness: Arc<Readiness>,
 }
@@ -159,8 +162,13 @@ pub async fn poll_once(
 ) -> Result<(), FetchError> {
     let started = Instant::now();
     let now = now_millis();
-    // A whole poll gets at most one interval (or timeout): a target whose
-    // upstream trickles must not hold its permit forever.
+    // A whole poll gets at most one interval (or timeout), so that a target
+    // whose upstream trickles (every page just within the timeout) still
+    // ends its poll. Each request is bounded by the timeout on its own. The
+    // budget includes waiting for request permits: when the whole fleet
+    // needs more requests than fit into an interval, a long poll may run
+    // out of budget; what it fetched meanwhile stays cached (deepset) and
+    // the next poll goes on from there.
     let budget = target.poll_interval.max(target.timeout);
     let result = match tokio::time::timeout(budget, source.fetch(now)).await {
         Ok(r) => r,
@@ -195,7 +203,7 @@ pub async fn run_target(
         }
         _ => TargetState::for_target(&target),
     };
-    let mut source = match Source::new(&target) {
+    let mut source = match Source::new(&target, &shared.limiter) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(target = %name, error = %e, "cannot create the upstream client");
@@ -220,16 +228,14 @@ pub async fn run_target(
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.cancelled() => break,
         }
-        let permit = tokio::select! {
-            p = shared.limiter.clone().acquire_owned() => p,
-            _ = shutdown.cancelled() => break,
-        };
+        // No permit for the whole poll: each request takes one (see
+        // `RequestLimiter`), so a poll with many calls does not hold up the
+        // other targets.
         let started = Instant::now();
         let result = tokio::select! {
             r = poll_once(&target, source, &mut state) => r,
             _ = shutdown.cancelled() => break,
         };
-        drop(permit);
         let delay = match &result {
             Ok(()) => {
                 if failures > 0 {

@@ -157,7 +157,7 @@ use uuid::Uuid;
 
 use super::clock::{self, SimClock};
 use super::faults::{self, lock, FaultKind, FaultRule, FaultSet, FaultTarget};
-use super::http::{Aborted, HttpResponse, ShutdownSignal, SimBody};
+use super::http::{Aborted, HttpResponse, InFlight, ShutdownSignal, SimBody};
 use query::{Order, Params, Selection, SortField};
 use storage::S3Error;
 use wire::{format_ts, truncate_us, ApiError, Problem, Reply};
@@ -1032,6 +1032,7 @@ pub(crate) struct Workspace {
     faults: FaultSet<DeepsetEndpoint>,
     /// Key of the presigned forms' signatures.
     secret: [u8; 16],
+    in_flight: InFlight,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -1051,6 +1052,7 @@ impl Workspace {
             state: Mutex::new(State::default()),
             faults: FaultSet::default(),
             secret: rand::rng().random(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -1087,6 +1089,7 @@ impl Workspace {
         ctx: &Ctx<'_>,
         work: impl Future<Output = Reply>,
     ) -> Result<HttpResponse, Aborted> {
+        let _counted = self.in_flight.enter();
         let ordinal = {
             let mut st = self.lock();
             let n = st.counts.entry(endpoint).or_default();
@@ -1515,6 +1518,12 @@ impl DeepsetControl {
     /// The armed faults, in firing order, with the uses they have left.
     pub fn faults(&self) -> Vec<FaultRule<DeepsetEndpoint>> {
         self.inner.faults.snapshot()
+    }
+
+    /// The most requests to this workspace that were being served at the
+    /// same moment (see [`Simulator::max_in_flight`](super::Simulator::max_in_flight)).
+    pub fn max_in_flight(&self) -> u64 {
+        self.inner.in_flight.max()
     }
 
     /// Requests received for `endpoint` in this workspace (faulted and

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -149,6 +150,46 @@ impl Body for SimBody {
     }
 }
 
+/// Requests being served at this moment, and the most served at once since
+/// the start or the last [`reset_max`](Self::reset_max): lets tests check
+/// how many requests a client keeps in flight.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+impl InFlight {
+    /// Counts a request until the guard is dropped (its answer is ready,
+    /// or the client went away).
+    pub(crate) fn enter(&self) -> InFlightGuard<'_> {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// The most requests served at once.
+    pub(crate) fn max(&self) -> u64 {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// Starts the maximum over from the requests being served now.
+    pub(crate) fn reset_max(&self) {
+        self.max
+            .store(self.now.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// A request counted by [`InFlight::enter`].
+#[derive(Debug)]
+pub(crate) struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Resolves when the simulator shuts down.
 #[derive(Debug, Clone)]
 pub(crate) struct ShutdownSignal(watch::Receiver<bool>);
@@ -199,6 +240,8 @@ pub(crate) struct Server {
     admin: Option<Admin>,
     local_addr: SocketAddr,
     shutdown: ShutdownSignal,
+    /// Vault and deepset requests being served (admin requests are not).
+    in_flight: Arc<InFlight>,
 }
 
 impl Server {
@@ -208,6 +251,7 @@ impl Server {
         admin: Option<Admin>,
         local_addr: SocketAddr,
         shutdown: ShutdownSignal,
+        in_flight: Arc<InFlight>,
     ) -> Self {
         Self {
             vaults,
@@ -215,6 +259,7 @@ impl Server {
             admin,
             local_addr,
             shutdown,
+            in_flight,
         }
     }
 
@@ -256,7 +301,10 @@ impl Server {
             .and_then(|h| h.to_str().ok())
             .filter(|h| !h.is_empty())
             .map_or_else(|| self.local_addr.to_string(), str::to_owned);
-        match self.route(&path) {
+        let route = self.route(&path);
+        let _counted = matches!(route, Some(Site::Vault { .. } | Site::Deepset { .. }))
+            .then(|| self.in_flight.enter());
+        match route {
             Some(Site::Vault { index, mount, rest }) => {
                 let ctx = vault::Ctx {
                     mount,
@@ -364,7 +412,24 @@ mod tests {
             admin,
             SocketAddr::from(([127, 0, 0, 1], 1)),
             ShutdownSignal::new(rx),
+            Arc::default(),
         )
+    }
+
+    #[test]
+    fn in_flight_keeps_the_most_at_once() {
+        let g = InFlight::default();
+        let a = g.enter();
+        let b = g.enter();
+        drop(a);
+        let c = g.enter();
+        assert_eq!(g.max(), 2);
+        drop(b);
+        drop(c);
+        assert_eq!(g.max(), 2, "the maximum stays");
+        let _d = g.enter();
+        g.reset_max();
+        assert_eq!(g.max(), 1, "reset to what is in flight now");
     }
 
     fn server(names: &[&str]) -> Server {

@@ -422,6 +422,7 @@ pub struct Simulator {
     clock: Arc<SimClock>,
     vaults: Vec<Arc<Vault>>,
     deepset: Arc<Deepset>,
+    in_flight: Arc<http::InFlight>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -460,12 +461,14 @@ impl Simulator {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let signal = http::ShutdownSignal::new(shutdown_rx);
         let admin = options.admin.then(|| admin::Admin::new(&vaults, &deepset));
+        let in_flight = Arc::new(http::InFlight::default());
         let server = Arc::new(http::Server::new(
             vaults.clone(),
             Arc::clone(&deepset),
             admin,
             addr,
             signal.clone(),
+            Arc::clone(&in_flight),
         ));
         let mut tasks = vec![tokio::spawn(http::run(listener, server))];
         if config.scenario == Scenario::Demo {
@@ -497,6 +500,7 @@ impl Simulator {
             clock,
             vaults,
             deepset,
+            in_flight,
             shutdown_tx,
             tasks,
         })
@@ -546,6 +550,22 @@ impl Simulator {
             .map(|v| VaultControl {
                 inner: Arc::clone(v),
             })
+    }
+
+    /// The most Vault and deepset requests (all vaults and workspaces
+    /// together; admin requests not counted) that were being served at the
+    /// same moment since the start or the last
+    /// [`reset_max_in_flight`](Self::reset_max_in_flight). A request counts
+    /// from its arrival until its answer is ready (delays and hangs
+    /// included).
+    pub fn max_in_flight(&self) -> u64 {
+        self.in_flight.max()
+    }
+
+    /// Starts [`max_in_flight`](Self::max_in_flight) over from the requests
+    /// being served now.
+    pub fn reset_max_in_flight(&self) {
+        self.in_flight.reset_max();
     }
 
     /// Moves the simulated clock forward.
@@ -728,6 +748,12 @@ impl VaultControl {
     /// Requests received for `endpoint` (faulted ones included).
     pub fn request_count(&self, endpoint: Endpoint) -> u64 {
         self.inner.request_count(endpoint)
+    }
+
+    /// The most requests to this vault that were being served at the same
+    /// moment (see [`Simulator::max_in_flight`]).
+    pub fn max_in_flight(&self) -> u64 {
+        self.inner.in_flight().max()
     }
 
     /// Last `X-VaultAPI-ClientID` seen, and how many requests lacked one.

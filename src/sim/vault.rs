@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use super::clock::{self, format_ts, SimClock};
 use super::cursor;
 use super::faults::{self, lock, Endpoint, FaultKind, FaultSet};
-use super::http::{Aborted, HttpResponse, ShutdownSignal, SimBody};
+use super::http::{Aborted, HttpResponse, InFlight, ShutdownSignal, SimBody};
 use super::{
     SessionSeed, SessionView, UserSpec, VaultSpec, MAX_FILE_SIZE, MAX_PARTS, MAX_PART_SIZE,
     MIN_PART_SIZE,
@@ -666,6 +666,7 @@ pub(crate) struct Vault {
     faults: FaultSet,
     /// Key of the page cursors, so clients cannot forge them.
     cursor_key: [u8; 16],
+    in_flight: InFlight,
 }
 
 impl std::fmt::Debug for Vault {
@@ -706,6 +707,7 @@ impl Vault {
             }),
             faults: FaultSet::default(),
             cursor_key: rand::rng().random(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -721,6 +723,10 @@ impl Vault {
         &self.faults
     }
 
+    pub(crate) fn in_flight(&self) -> &InFlight {
+        &self.in_flight
+    }
+
     /// Serves one request whose path, after the mount point, is `rest`.
     pub(crate) async fn serve(
         &self,
@@ -728,6 +734,7 @@ impl Vault {
         rest: &str,
         ctx: &Ctx<'_>,
     ) -> Result<HttpResponse, Aborted> {
+        let _counted = self.in_flight.enter();
         let route = parse_route(req.method(), rest);
         let endpoint = route.as_ref().ok().map(|r| r.op.endpoint());
         let now = self.now();

@@ -1,13 +1,16 @@
-//! Upstream APIs: the HTTP plumbing every client shares, and the typed error
-//! whose [`ErrorReason`] becomes the `reason` label of
-//! `upload_session_poll_errors_total`.
+//! Upstream APIs: the HTTP plumbing every client shares, the bound on
+//! requests in flight, and the typed error whose [`ErrorReason`] becomes the
+//! `reason` label of `upload_session_poll_errors_total`.
 
 pub mod deepset;
 pub mod http;
 pub mod vault;
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// The `reason` label of `upload_session_poll_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -172,6 +175,117 @@ impl FetchError {
     }
 }
 
+/// Bounds the upstream requests in flight at once, across all targets
+/// (`[exporter] max_concurrent_requests`).
+///
+/// The clients of one exporter share it (it is handed to them when they are
+/// built; clones share the permits) and send every request through
+/// [`send`](Self::send). A request holds a permit from just before it is
+/// sent until its body is read, which the target's `timeout` bounds;
+/// waiting between requests (retry pauses, the next page) holds none. So a
+/// poll that makes hundreds of calls interleaves with the others instead of
+/// blocking them, and a hanging upstream holds at most one permit per
+/// request it has in flight. Waiters are served first come, first served.
+#[derive(Debug, Clone)]
+pub struct RequestLimiter {
+    inner: Arc<LimiterInner>,
+}
+
+#[derive(Debug)]
+struct LimiterInner {
+    permits: Semaphore,
+    /// The configured size (permits in use included).
+    size: Mutex<usize>,
+}
+
+impl RequestLimiter {
+    /// A limiter allowing `size` requests in flight at once.
+    pub fn new(size: usize) -> Self {
+        let size = size.min(Semaphore::MAX_PERMITS);
+        RequestLimiter {
+            inner: Arc::new(LimiterInner {
+                permits: Semaphore::new(size),
+                size: Mutex::new(size),
+            }),
+        }
+    }
+
+    /// The configured number of requests in flight at once.
+    pub fn size(&self) -> usize {
+        *self.inner.size.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Permits free at this moment.
+    pub fn available(&self) -> usize {
+        self.inner.permits.available_permits()
+    }
+
+    /// Changes the size (on reload). Growing takes effect at once;
+    /// shrinking takes free permits at once and the rest as the requests
+    /// holding them end. Must be called within a Tokio runtime.
+    pub fn resize(&self, want: usize) {
+        let want = want.min(Semaphore::MAX_PERMITS);
+        let mut size = self.inner.size.lock().unwrap_or_else(|e| e.into_inner());
+        if want > *size {
+            self.inner.permits.add_permits(want - *size);
+        } else if want < *size {
+            let excess = *size - want;
+            let gone = self.inner.permits.forget_permits(excess);
+            if gone < excess {
+                let inner = Arc::clone(&self.inner);
+                let rest = u32::try_from(excess - gone).unwrap_or(u32::MAX);
+                tokio::spawn(async move {
+                    if let Ok(p) = inner.permits.acquire_many(rest).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *size = want;
+    }
+
+    /// Sends `req` as [`http::send`] does, once a permit is free, and holds
+    /// the permit until the body is read. `sent` runs when the permit is
+    /// granted, just before the request goes out: callers count the call
+    /// there, so that a call abandoned while it waited (a poll cut short,
+    /// a shutdown) is not counted as made.
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        endpoint: &'static str,
+        timeout: Duration,
+        limit: u64,
+        sent: impl FnOnce(),
+    ) -> Result<http::Response, FetchError> {
+        let _permit = self.acquire(endpoint).await?;
+        sent();
+        http::send(req, endpoint, timeout, limit).await
+    }
+
+    /// Waits for a permit to send one request to `endpoint`.
+    pub(crate) async fn acquire(
+        &self,
+        endpoint: &'static str,
+    ) -> Result<SemaphorePermit<'_>, FetchError> {
+        // The semaphore is never closed; the error is for completeness.
+        self.inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Connect {
+                endpoint,
+                detail: "the request limiter was closed".into(),
+            })
+    }
+}
+
+impl Default for RequestLimiter {
+    /// The default size of `max_concurrent_requests`.
+    fn default() -> Self {
+        RequestLimiter::new(crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS)
+    }
+}
+
 /// Calls made per endpoint since the last [`CallLog::take`]; the poller adds
 /// them to `upload_session_api_requests_total`.
 #[derive(Debug, Default, Clone)]
@@ -191,5 +305,34 @@ impl CallLog {
     /// Returns the counts and starts over.
     pub fn take(&mut self) -> Vec<(&'static str, u64)> {
         std::mem::take(&mut self.counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_limiter_grows_and_shrinks_with_permits_in_use() {
+        let l = RequestLimiter::new(3);
+        let a = l.acquire("x").await.unwrap();
+        let b = l.acquire("x").await.unwrap();
+        assert_eq!(l.available(), 1);
+        l.resize(5);
+        assert_eq!((l.size(), l.available()), (5, 3));
+        // Two of the three excess permits are in use: taken back as they end.
+        l.resize(1);
+        assert_eq!((l.size(), l.available()), (1, 0));
+        drop(a);
+        drop(b);
+        for _ in 0..100 {
+            if l.available() == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(l.available(), 1);
+        let _c = l.acquire("x").await.unwrap();
+        assert_eq!(l.available(), 0);
     }
 }

@@ -5,7 +5,8 @@
 //! as far back as the window), then asks for ingestion counts only where
 //! they can still change: OPEN sessions (files still arriving) and CLOSED
 //! sessions whose ingestion is pending. Final counts are cached per session,
-//! so old closed sessions cost nothing after their first sight.
+//! so old closed sessions cost nothing after their first sight. Those
+//! per-session calls run [`SESSION_FETCHES_AT_ONCE`] sessions at a time.
 //!
 //! Paging is robust to the list changing between pages: with cursors
 //! (`after` = last id seen) insertions and removals cannot make a page skip
@@ -17,15 +18,17 @@
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use url::Url;
 
 use crate::config::{DeepsetConfig, Pagination, TargetConfig};
 use crate::model::{parse_timestamp, FileCounts, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
 use crate::upstream::http::{self, header_u64, snippet};
-use crate::upstream::{CallLog, FetchError};
+use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// Endpoint names, the `endpoint` label of `upload_session_api_requests_total`.
 pub mod endpoint {
@@ -43,6 +46,15 @@ const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: usize = 1000;
 /// Retries of a 5xx answer within one poll.
 const RETRIES: u32 = 2;
+/// Sessions of one workspace whose counts (status, then file count) are
+/// fetched at the same time. A workspace's first poll makes two calls per
+/// closed session in the window, often hundreds: one after the other that
+/// is 17 s for 350 calls at 50 ms; four at a time, about 4 s. More would
+/// shorten it further, but deepset Cloud is a shared service that answers
+/// bursts with 429 and 502, and one workspace should not take more than a
+/// small share of `max_concurrent_requests` (an eighth of the default 32),
+/// which is what bounds the whole fleet.
+pub const SESSION_FETCHES_AT_ONCE: usize = 4;
 
 /// Counts of a session that can no longer change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,14 +62,30 @@ struct Final(FileCounts);
 
 /// A deepset client for one target. Owned by that target's poll task.
 pub struct DeepsetClient {
+    api: Api,
+    cache: HashMap<String, Final>,
+}
+
+/// The calls of a client. Only `&self`, so that several calls of one poll
+/// can be in flight while the client's cache is updated as they end.
+struct Api {
     http: reqwest::Client,
     /// `{url}/api/v1/workspaces/{workspace}` as path segments base.
     base: Url,
     cfg: DeepsetConfig,
     timeout: Duration,
     max_body: u64,
-    calls: CallLog,
-    cache: HashMap<String, Final>,
+    /// Calls in flight record themselves here; never locked across an await.
+    calls: Mutex<CallLog>,
+    /// Shared with every client of the exporter.
+    limiter: RequestLimiter,
+}
+
+/// The counts of one session, and whether they are final.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    files: FileCounts,
+    done: bool,
 }
 
 /// A listing query.
@@ -71,27 +99,39 @@ struct Query {
 }
 
 impl DeepsetClient {
-    /// Creates a client for a `kind = "deepset"` target.
-    pub fn new(target: &TargetConfig, cfg: &DeepsetConfig) -> Result<Self, FetchError> {
+    /// Creates a client for a `kind = "deepset"` target whose requests take
+    /// their permits from `limiter`.
+    pub fn new(
+        target: &TargetConfig,
+        cfg: &DeepsetConfig,
+        limiter: &RequestLimiter,
+    ) -> Result<Self, FetchError> {
         let mut base = target.url.clone();
         if let Ok(mut p) = base.path_segments_mut() {
             p.pop_if_empty()
                 .extend(["api", "v1", "workspaces", cfg.workspace.as_str()]);
         }
         Ok(DeepsetClient {
-            http: http::build_client(target)?,
-            base,
-            cfg: cfg.clone(),
-            timeout: target.timeout,
-            max_body: target.max_response_bytes,
-            calls: CallLog::default(),
+            api: Api {
+                http: http::build_client(target)?,
+                base,
+                cfg: cfg.clone(),
+                timeout: target.timeout,
+                max_body: target.max_response_bytes,
+                calls: Mutex::new(CallLog::default()),
+                limiter: limiter.clone(),
+            },
             cache: HashMap::new(),
         })
     }
 
     /// Calls made since the last call of this method.
     pub fn take_calls(&mut self) -> Vec<(&'static str, u64)> {
-        self.calls.take()
+        self.api
+            .calls
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Sessions whose counts are cached as final.
@@ -102,6 +142,7 @@ impl DeepsetClient {
     /// One poll: the sessions with their file counts, as the model.
     pub async fn fetch(&mut self, now: UnixMillis) -> Result<Vec<Session>, FetchError> {
         let live = self
+            .api
             .list_all(Query {
                 is_expired: false,
                 field: "created_at",
@@ -109,8 +150,9 @@ impl DeepsetClient {
                 stop_before: None,
             })
             .await?;
-        let window = i64::try_from(self.cfg.expired_window.as_millis()).unwrap_or(i64::MAX);
+        let window = i64::try_from(self.api.cfg.expired_window.as_millis()).unwrap_or(i64::MAX);
         let expired = self
+            .api
             .list_all(Query {
                 is_expired: true,
                 field: "expires_at",
@@ -134,50 +176,94 @@ impl DeepsetClient {
                 "some listed deepset sessions had no session_id and were skipped"
             );
         }
-        for s in &mut sessions {
-            s.files = self.counts(s).await?;
-        }
+        self.fill_counts(&mut sessions).await?;
         // Forget what is no longer listed, so the cache follows the window.
         self.cache.retain(|id, _| seen.contains(id));
         Ok(sessions)
     }
 
-    /// File counts where they can change; cached ones otherwise.
-    async fn counts(&mut self, s: &Session) -> Result<Option<FileCounts>, FetchError> {
-        if let Some(Final(c)) = self.cache.get(&s.id) {
-            return Ok(Some(*c));
+    /// Sets the file counts: cached ones, and fetched ones where they can
+    /// change, [`SESSION_FETCHES_AT_ONCE`] sessions at a time. Final counts
+    /// go into the cache as soon as they arrive, so a poll cut short by its
+    /// budget still saves the next one those calls. The first call to fail
+    /// decides the poll's outcome, as when the calls were made one after
+    /// the other: the calls still in flight are abandoned (they were
+    /// counted when sent) and no more are started.
+    async fn fill_counts(&mut self, sessions: &mut [Session]) -> Result<(), FetchError> {
+        let mut todo = Vec::new();
+        for (i, s) in sessions.iter_mut().enumerate() {
+            if let Some(Final(c)) = self.cache.get(&s.id) {
+                s.files = Some(*c);
+            } else if matches!(s.state, SessionState::Open | SessionState::Closed) {
+                todo.push((i, s.id.clone(), s.state));
+            }
+            // Expired sessions are never ingested: no calls.
         }
-        match s.state {
+        let api = &self.api;
+        let mut todo = todo.into_iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < SESSION_FETCHES_AT_ONCE {
+                let Some((i, id, state)) = todo.next() else {
+                    break;
+                };
+                running.push(async move {
+                    let counts = api.counts(&id, state).await;
+                    (i, id, counts)
+                });
+            }
+            let Some((i, id, counts)) = running.next().await else {
+                return Ok(());
+            };
+            if let Some(c) = counts? {
+                if c.done {
+                    self.cache.insert(id, Final(c.files));
+                }
+                if let Some(s) = sessions.get_mut(i) {
+                    s.files = Some(c.files);
+                }
+            }
+        }
+    }
+}
+
+impl Api {
+    /// Fetches the counts of a session that is open or closed; `None` if
+    /// it vanished meanwhile.
+    async fn counts(&self, id: &str, state: SessionState) -> Result<Option<Counts>, FetchError> {
+        match state {
             // Files are still arriving; nothing is ingested before closing.
-            SessionState::Open => Ok(self.file_total(&s.id).await?.map(|total| FileCounts {
-                total,
-                finished: 0,
-                failed: 0,
+            SessionState::Open => Ok(self.file_total(id).await?.map(|total| Counts {
+                files: FileCounts {
+                    total,
+                    finished: 0,
+                    failed: 0,
+                },
+                done: false,
             })),
             SessionState::Closed => {
-                let Some(status) = self.status(&s.id).await? else {
+                let Some(status) = self.status(id).await? else {
                     return Ok(None);
                 };
-                let Some(total) = self.file_total(&s.id).await? else {
+                let Some(total) = self.file_total(id).await? else {
                     return Ok(None);
                 };
                 let ing = status.ingestion_status.unwrap_or_default();
-                let c = FileCounts {
+                let files = FileCounts {
                     total,
                     finished: ing.finished_files.unwrap_or(0),
                     failed: ing.failed_files.unwrap_or(0),
                 };
-                if c.pending() == 0 {
-                    self.cache.insert(s.id.clone(), Final(c));
-                }
-                Ok(Some(c))
+                Ok(Some(Counts {
+                    files,
+                    done: files.pending() == 0,
+                }))
             }
-            // Expired sessions are never ingested: no calls.
             _ => Ok(None),
         }
     }
 
-    async fn list_all(&mut self, q: Query) -> Result<Vec<wire::Session>, FetchError> {
+    async fn list_all(&self, q: Query) -> Result<Vec<wire::Session>, FetchError> {
         let passes = match self.cfg.pagination {
             Pagination::Cursor => 1,
             Pagination::Page => 2,
@@ -201,7 +287,7 @@ impl DeepsetClient {
     /// One pass over the pages; returns the `total` of the first and of the
     /// last page.
     async fn list_pass(
-        &mut self,
+        &self,
         q: Query,
         out: &mut Vec<wire::Session>,
         ids: &mut HashSet<String>,
@@ -287,7 +373,7 @@ impl DeepsetClient {
     }
 
     /// Get Session Status; `None` if the session is gone (404).
-    async fn status(&mut self, id: &str) -> Result<Option<wire::SessionStatus>, FetchError> {
+    async fn status(&self, id: &str) -> Result<Option<wire::SessionStatus>, FetchError> {
         let url = self.url(&["upload_sessions", id]);
         match self.get(endpoint::SESSION_STATUS, url).await? {
             Some(body) => decode(endpoint::SESSION_STATUS, &body).map(Some),
@@ -296,7 +382,7 @@ impl DeepsetClient {
     }
 
     /// The number of files in a session (`limit=1` → `total`).
-    async fn file_total(&mut self, id: &str) -> Result<Option<u64>, FetchError> {
+    async fn file_total(&self, id: &str) -> Result<Option<u64>, FetchError> {
         let mut url = self.url(&["upload_sessions", id, "files"]);
         url.query_pairs_mut().append_pair("limit", "1");
         let Some(body) = self.get(endpoint::LIST_FILES, url).await? else {
@@ -316,7 +402,7 @@ impl DeepsetClient {
 
     /// A GET with retries on 5xx inside the poll; `Ok(None)` on 404.
     async fn get(
-        &mut self,
+        &self,
         endpoint: &'static str,
         url: Url,
     ) -> Result<Option<bytes::Bytes>, FetchError> {
@@ -327,8 +413,15 @@ impl DeepsetClient {
                 .get(url.clone())
                 .header("Accept", "application/json")
                 .header("Authorization", bearer(&self.cfg.api_key));
-            self.calls.record(endpoint);
-            let resp = http::send(req, endpoint, self.timeout, self.max_body).await?;
+            let resp = self
+                .limiter
+                .send(req, endpoint, self.timeout, self.max_body, || {
+                    self.calls
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(endpoint)
+                })
+                .await?;
             let status = resp.status.as_u16();
             match status {
                 200 => return Ok(Some(resp.body)),

@@ -21,7 +21,7 @@ use crate::config::{TargetConfig, VaultConfig};
 use crate::model::{parse_timestamp, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
 use crate::upstream::http::{self, header_u64, snippet};
-use crate::upstream::{CallLog, FetchError};
+use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// A SUCCESS answer: the body, where its `data` is, and the next page.
 struct Answer {
@@ -89,6 +89,8 @@ pub struct VaultClient {
     burst: BurstInfo,
     calls: CallLog,
     logins: u64,
+    /// Shared with every client of the exporter.
+    limiter: RequestLimiter,
 }
 
 /// The result of one List Upload Sessions call.
@@ -101,8 +103,13 @@ pub struct SessionList {
 }
 
 impl VaultClient {
-    /// Creates a client for a `kind = "vault"` target.
-    pub fn new(target: &TargetConfig, cfg: &VaultConfig) -> Result<Self, FetchError> {
+    /// Creates a client for a `kind = "vault"` target whose requests take
+    /// their permits from `limiter`.
+    pub fn new(
+        target: &TargetConfig,
+        cfg: &VaultConfig,
+        limiter: &RequestLimiter,
+    ) -> Result<Self, FetchError> {
         let mut base = target.url.clone();
         let trimmed = base.path().trim_end_matches('/').to_string();
         base.set_path(&trimmed);
@@ -118,6 +125,7 @@ impl VaultClient {
             burst: BurstInfo::default(),
             calls: CallLog::default(),
             logins: 0,
+            limiter: limiter.clone(),
         })
     }
 
@@ -212,9 +220,14 @@ impl VaultClient {
             return;
         };
         let url = self.api_url(&["session"]);
-        self.calls.record(endpoint::LOGOUT);
         let req = self.request(reqwest::Method::DELETE, url, Some(&session));
-        match http::send(req, endpoint::LOGOUT, self.timeout, self.max_body).await {
+        let sent = self
+            .limiter
+            .send(req, endpoint::LOGOUT, self.timeout, self.max_body, || {
+                self.calls.record(endpoint::LOGOUT)
+            })
+            .await;
+        match sent {
             Ok(_) => tracing::debug!("vault session ended"),
             Err(e) => tracing::debug!(error = %e, "vault logout failed"),
         }
@@ -359,8 +372,12 @@ impl VaultClient {
         url: Url,
     ) -> Result<Answer, FetchError> {
         let req = self.request(method, url, self.session.as_ref());
-        self.calls.record(endpoint);
-        let resp = http::send(req, endpoint, self.timeout, self.max_body).await?;
+        let resp = self
+            .limiter
+            .send(req, endpoint, self.timeout, self.max_body, || {
+                self.calls.record(endpoint)
+            })
+            .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint, &resp)?;
         let env: wire::Envelope = decode(endpoint, &resp.body)?;
@@ -400,9 +417,13 @@ impl VaultClient {
             .request(reqwest::Method::POST, url, None)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body);
-        self.calls.record(endpoint::AUTH);
-        self.logins += 1;
-        let resp = http::send(req, endpoint::AUTH, self.timeout, self.max_body).await?;
+        let resp = self
+            .limiter
+            .send(req, endpoint::AUTH, self.timeout, self.max_body, || {
+                self.calls.record(endpoint::AUTH);
+                self.logins += 1;
+            })
+            .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint::AUTH, &resp)?;
         let auth: wire::AuthResponse = decode(endpoint::AUTH, &resp.body)?;
@@ -506,8 +527,16 @@ impl VaultClient {
             p.pop_if_empty().push("api").push("");
         }
         let req = self.request(reqwest::Method::GET, url, self.session.as_ref());
-        self.calls.record(endpoint::API_VERSIONS);
-        let resp = http::send(req, endpoint::API_VERSIONS, self.timeout, self.max_body).await?;
+        let resp = self
+            .limiter
+            .send(
+                req,
+                endpoint::API_VERSIONS,
+                self.timeout,
+                self.max_body,
+                || self.calls.record(endpoint::API_VERSIONS),
+            )
+            .await?;
         self.note_headers(&resp.headers);
         check_http(endpoint::API_VERSIONS, &resp)?;
         let v: wire::VersionsResponse = decode(endpoint::API_VERSIONS, &resp.body)?;
