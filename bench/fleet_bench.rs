@@ -48,6 +48,8 @@ struct Opts {
     sessions_per_workspace: usize,
     latency_ms: u64,
     soak_secs: u64,
+    /// CPU window of each scale run.
+    scale_secs: u64,
     wrk_secs: u64,
     serve_rounds: usize,
     load_secs: u64,
@@ -70,6 +72,7 @@ impl Opts {
             sessions_per_workspace: 200,
             latency_ms: 50,
             soak_secs: 600,
+            scale_secs: 120,
             wrk_secs: 8,
             serve_rounds: 3,
             load_secs: 30,
@@ -97,6 +100,7 @@ impl Opts {
                 "--sessions-per-workspace" => o.sessions_per_workspace = val()?.parse()?,
                 "--latency-ms" => o.latency_ms = val()?.parse()?,
                 "--soak-secs" => o.soak_secs = val()?.parse()?,
+                "--scale-secs" => o.scale_secs = val()?.parse::<u64>()?.max(10),
                 "--wrk-secs" => o.wrk_secs = val()?.parse()?,
                 "--serve-rounds" => o.serve_rounds = val()?.parse::<usize>()?.max(1),
                 "--load-secs" => o.load_secs = val()?.parse()?,
@@ -115,6 +119,7 @@ impl Opts {
                 "--exporter" => o.exporter = Some(PathBuf::from(val()?)),
                 "--quick" => {
                     o.soak_secs = 120;
+                    o.scale_secs = 40;
                     o.wrk_secs = 5;
                     o.load_secs = 15;
                 }
@@ -134,7 +139,7 @@ impl Opts {
 }
 
 const HELP: &str = "fleet_bench [--quick] [--soak-secs N] [--latency-ms N] [--vaults N] \
-[--workspaces N] [--scale 10,200,1000] [--skip vaults,production,serve,load,soak,scale] [--out FILE.md]\n\
+[--workspaces N] [--scale 10,200,1000] [--scale-secs N] [--skip vaults,production,serve,load,soak,scale] [--out FILE.md]\n\
 [--exporter PATH (another build of the exporter, e.g. to compare before/after)]\n\
 [--wrk-secs 8] [--serve-rounds 3] [--load-secs 30] [--load-connections 1000] [--max-concurrent-requests 32]\n\
 Normally run through bench/run.sh.";
@@ -1415,7 +1420,7 @@ async fn phase_scale(
         let cpu0 = cpu_seconds(e.pid())?;
         let p0 = fetch_page(http, &e).await?;
         let t0 = Instant::now();
-        tokio::time::sleep(Duration::from_secs(40)).await;
+        tokio::time::sleep(Duration::from_secs(o.scale_secs)).await;
         let cpu = cpu_seconds(e.pid())? - cpu0;
         let p1 = fetch_page(http, &e).await?;
         let secs = t0.elapsed().as_secs_f64();

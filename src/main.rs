@@ -96,6 +96,13 @@ enum Command {
     },
 }
 
+/// jemalloc instead of glibc's malloc: the poll path allocates many small,
+/// short-lived objects (HTTP requests, decoded sessions, rendered samples)
+/// beside a few large buffers (pages, bodies), the mix on which glibc spends
+/// most time consolidating and splitting chunks; see BENCHMARKS.md.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = logging::init(cli.log_level, cli.log_format);

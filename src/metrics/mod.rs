@@ -108,6 +108,24 @@ impl TargetFragment {
         }
     }
 
+    /// An empty fragment whose buffers have room for `sizes` bytes per
+    /// family (the sizes of the previous rendering: a target's fragment
+    /// changes little between polls, so its buffers need not grow).
+    pub fn with_capacities(sizes: &[usize]) -> Self {
+        let mut f = TargetFragment::new();
+        for (buf, &n) in f.families.iter_mut().zip(sizes) {
+            if n > 0 {
+                buf.reserve_exact(n + n / 8);
+            }
+        }
+        f
+    }
+
+    /// Bytes rendered per family, for [`with_capacities`](Self::with_capacities).
+    pub fn sizes(&self) -> Vec<usize> {
+        self.families.iter().map(String::len).collect()
+    }
+
     /// The buffer that samples of `family` are appended to.
     pub fn family_mut(&mut self, family: Family) -> &mut String {
         let i = family as usize;

@@ -43,6 +43,9 @@ pub struct OwnerStats {
 /// Everything the exporter knows about one target.
 #[derive(Debug)]
 pub struct TargetState {
+    /// Bytes per family of the last rendering (buffers are sized from it);
+    /// a `Mutex` only because `render` takes `&self`: it is never contended.
+    render_sizes: std::sync::Mutex<Vec<usize>>,
     name: String,
     kind: &'static str,
     rules: Rules,
@@ -69,6 +72,7 @@ impl TargetState {
     /// A target that has not been polled yet.
     pub fn new(name: &str, kind: &'static str, rules: Rules, stale_after_ms: i64) -> Self {
         TargetState {
+            render_sizes: std::sync::Mutex::default(),
             name: name.to_string(),
             kind,
             rules,
@@ -234,7 +238,12 @@ impl TargetState {
 
     /// Renders the target's series.
     pub fn render(&self) -> TargetFragment {
-        let mut f = TargetFragment::new();
+        let hint = self
+            .render_sizes
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let mut f = TargetFragment::with_capacities(&hint);
         let t = self.name.as_str();
         for (owner, o) in &self.owners {
             let l = [("target", t), ("owner_id", owner.as_str())];
@@ -358,6 +367,9 @@ impl TargetState {
             if let Some(l) = b.limit {
                 f.sample(Family::BurstLimit, &[("target", t)], Value::U(l));
             }
+        }
+        if let Ok(mut s) = self.render_sizes.lock() {
+            *s = f.sizes();
         }
         f
     }

@@ -1,6 +1,8 @@
-//! HTTP plumbing shared by the upstream clients: the reqwest client, sending
+//! HTTP plumbing shared by the upstream clients: the reqwest clients, sending
 //! with error classification, and reading a body under a size cap.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,18 +16,58 @@ const PREALLOCATE_MAX: u64 = 4 << 20;
 /// `User-Agent` of every upstream request.
 pub const USER_AGENT: &str = concat!("upload_session_exporter/", env!("CARGO_PKG_VERSION"));
 
-/// Builds the HTTP client of one target: rustls with the webpki roots plus
-/// the target's `ca_file`, the target's timeout on every request, no
+/// The HTTP clients of an exporter: one per TLS setting (CA bundle,
+/// verification) and connect timeout, shared by every target that has it.
+/// Sharing saves each target its own TLS configuration, root store and
+/// connection pool (about 20 KiB apiece) and lets targets on one host reuse
+/// connections. Request timeouts are set per request.
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    ca_pem: Option<Vec<u8>>,
+    insecure: bool,
+    connect_timeout: Duration,
+}
+
+impl ClientCache {
+    /// The client for `target`, built on first use.
+    pub fn client_for(&self, target: &TargetConfig) -> Result<reqwest::Client, FetchError> {
+        if target.tls_insecure_skip_verify {
+            tracing::warn!(
+                target = %target.name,
+                "TLS CERTIFICATE VERIFICATION IS OFF (tls_insecure_skip_verify): anyone on the network path \
+                 can impersonate the upstream and take the credentials. Use only in a lab; prefer ca_file"
+            );
+        }
+        let key = ClientKey {
+            ca_pem: target.ca_pem.clone(),
+            insecure: target.tls_insecure_skip_verify,
+            connect_timeout: target.timeout.min(Duration::from_secs(10)),
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = build_client(&key)?;
+        clients.insert(key, c.clone());
+        Ok(c)
+    }
+}
+
+/// Builds a client: rustls with the webpki roots plus the `ca_file`, no
 /// redirects (a redirect from an API would carry our Authorization header
 /// to wherever it points).
-pub fn build_client(target: &TargetConfig) -> Result<reqwest::Client, FetchError> {
+fn build_client(key: &ClientKey) -> Result<reqwest::Client, FetchError> {
     let mut b = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .timeout(target.timeout)
-        .connect_timeout(target.timeout.min(Duration::from_secs(10)))
+        .connect_timeout(key.connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90));
-    if let Some(pem) = &target.ca_pem {
+    if let Some(pem) = &key.ca_pem {
         let certs =
             reqwest::Certificate::from_pem_bundle(pem).map_err(|e| FetchError::Connect {
                 endpoint: "client",
@@ -35,12 +77,7 @@ pub fn build_client(target: &TargetConfig) -> Result<reqwest::Client, FetchError
             b = b.add_root_certificate(c);
         }
     }
-    if target.tls_insecure_skip_verify {
-        tracing::warn!(
-            target = %target.name,
-            "TLS CERTIFICATE VERIFICATION IS OFF (tls_insecure_skip_verify): anyone on the network path \
-             can impersonate the upstream and take the credentials. Use only in a lab; prefer ca_file"
-        );
+    if key.insecure {
         b = b.danger_accept_invalid_certs(true);
     }
     b.build().map_err(|e| FetchError::Connect {
@@ -69,6 +106,7 @@ pub async fn send(
     limit: u64,
 ) -> Result<Response, FetchError> {
     let mut resp = req
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| classify(e, endpoint, timeout))?;

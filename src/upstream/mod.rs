@@ -176,7 +176,8 @@ impl FetchError {
 }
 
 /// Bounds the upstream requests in flight at once, across all targets
-/// (`[exporter] max_concurrent_requests`).
+/// (`[exporter] max_concurrent_requests`), and hands out the HTTP clients
+/// they go through.
 ///
 /// The clients of one exporter share it (it is handed to them when they are
 /// built; clones share the permits) and send every request through
@@ -194,6 +195,8 @@ pub struct RequestLimiter {
 #[derive(Debug)]
 struct LimiterInner {
     permits: Semaphore,
+    /// The HTTP clients the requests go through.
+    clients: http::ClientCache,
     /// The configured size (permits in use included).
     size: Mutex<usize>,
 }
@@ -205,9 +208,20 @@ impl RequestLimiter {
         RequestLimiter {
             inner: Arc::new(LimiterInner {
                 permits: Semaphore::new(size),
+                clients: http::ClientCache::default(),
                 size: Mutex::new(size),
             }),
         }
+    }
+
+    /// The HTTP client for `target`'s requests: every request goes out
+    /// through the limiter, and targets with the same TLS settings share one
+    /// client (see [`http::ClientCache`]).
+    pub fn client_for(
+        &self,
+        target: &crate::config::TargetConfig,
+    ) -> Result<reqwest::Client, FetchError> {
+        self.inner.clients.client_for(target)
     }
 
     /// The configured number of requests in flight at once.

@@ -27,7 +27,7 @@ use url::Url;
 use crate::config::{DeepsetConfig, Pagination, TargetConfig};
 use crate::model::{parse_timestamp, FileCounts, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
-use crate::upstream::http::{self, header_u64, snippet};
+use crate::upstream::http::{header_u64, snippet};
 use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// Endpoint names, the `endpoint` label of `upload_session_api_requests_total`.
@@ -113,7 +113,7 @@ impl DeepsetClient {
         }
         Ok(DeepsetClient {
             api: Api {
-                http: http::build_client(target)?,
+                http: limiter.client_for(target)?,
                 base,
                 cfg: cfg.clone(),
                 timeout: target.timeout,

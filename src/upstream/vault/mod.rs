@@ -14,7 +14,6 @@ pub mod wire;
 
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::config::{TargetConfig, VaultConfig};
@@ -91,6 +90,10 @@ pub struct VaultClient {
     logins: u64,
     /// Shared with every client of the exporter.
     limiter: RequestLimiter,
+    /// List Upload Sessions, built once: it is called on every poll.
+    list_url: Url,
+    /// `X-VaultAPI-ClientID`, validated once.
+    client_id: Option<reqwest::header::HeaderValue>,
 }
 
 /// The result of one List Upload Sessions call.
@@ -113,8 +116,9 @@ impl VaultClient {
         let mut base = target.url.clone();
         let trimmed = base.path().trim_end_matches('/').to_string();
         base.set_path(&trimmed);
-        Ok(VaultClient {
-            http: http::build_client(target)?,
+        let client_id = reqwest::header::HeaderValue::from_str(&cfg.client_id).ok();
+        let mut client = VaultClient {
+            http: limiter.client_for(target)?,
             base,
             cfg: cfg.clone(),
             timeout: target.timeout,
@@ -126,7 +130,11 @@ impl VaultClient {
             calls: CallLog::default(),
             logins: 0,
             limiter: limiter.clone(),
-        })
+            list_url: target.url.clone(),
+            client_id,
+        };
+        client.list_url = client.file_staging_url(&[]);
+        Ok(client)
     }
 
     /// The last limit headers seen.
@@ -146,9 +154,14 @@ impl VaultClient {
 
     /// List Upload Sessions: every active session the user may see.
     pub async fn list_sessions(&mut self) -> Result<SessionList, FetchError> {
-        let url = self.file_staging_url(&[]);
+        let url = self.list_url.clone();
         let (list, _): (wire::Lenient<wire::UploadSession>, _) = self
-            .call(endpoint::LIST_SESSIONS, reqwest::Method::GET, url)
+            .call(
+                endpoint::LIST_SESSIONS,
+                reqwest::Method::GET,
+                url,
+                wire::Lenient::from_slice,
+            )
             .await?;
         Ok(SessionList {
             sessions: list.items,
@@ -160,7 +173,9 @@ impl VaultClient {
     pub async fn session_details(&mut self, id: &str) -> Result<wire::UploadSession, FetchError> {
         let url = self.file_staging_url(&[id]);
         let (s, _) = self
-            .call(endpoint::SESSION_DETAILS, reqwest::Method::GET, url)
+            .call(endpoint::SESSION_DETAILS, reqwest::Method::GET, url, |d| {
+                serde_json::from_slice(d)
+            })
             .await?;
         Ok(s)
     }
@@ -180,7 +195,12 @@ impl VaultClient {
         for _ in 0..MAX_PART_PAGES {
             seen.insert(url.to_string());
             let (page, next): (wire::Lenient<wire::FilePart>, _) = self
-                .call(endpoint::LIST_PARTS, reqwest::Method::GET, url)
+                .call(
+                    endpoint::LIST_PARTS,
+                    reqwest::Method::GET,
+                    url,
+                    wire::Lenient::from_slice,
+                )
                 .await?;
             parts.extend(page.items);
             let Some(next) = next else {
@@ -274,11 +294,15 @@ impl VaultClient {
         url: Url,
         session: Option<&Secret>,
     ) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .request(method, url)
-            .header("Accept", "application/json")
-            .header("X-VaultAPI-ClientID", &self.cfg.client_id);
+        let mut req = self.http.request(method, url).header(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        req = match &self.client_id {
+            Some(id) => req.header("X-VaultAPI-ClientID", id.clone()),
+            // Not a valid header value: reqwest reports it on sending.
+            None => req.header("X-VaultAPI-ClientID", &self.cfg.client_id),
+        };
         if let Some(s) = session {
             req = req.header("Authorization", s.expose());
         }
@@ -297,11 +321,12 @@ impl VaultClient {
 
     /// An authenticated call whose payload is in `data`; returns it with
     /// `responseDetails.next_page`.
-    async fn call<T: DeserializeOwned>(
+    async fn call<T>(
         &mut self,
         endpoint: &'static str,
         method: reqwest::Method,
         url: Url,
+        decode: fn(&[u8]) -> serde_json::Result<T>,
     ) -> Result<(T, Option<String>), FetchError> {
         let answer = self.call_with_relogin(endpoint, method, url).await?;
         let Some(data) = answer.data.clone().and_then(|r| answer.body.get(r)) else {
@@ -310,7 +335,7 @@ impl VaultClient {
                 detail: "SUCCESS without `data`".into(),
             });
         };
-        let value = serde_json::from_slice(data).map_err(|e| FetchError::Decode {
+        let value = decode(data).map_err(|e| FetchError::Decode {
             endpoint,
             detail: format!("unexpected `data`: {e}"),
         })?;

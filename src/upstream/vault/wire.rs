@@ -175,6 +175,21 @@ pub struct Lenient<T> {
     pub skipped: usize,
 }
 
+impl<T: serde::de::DeserializeOwned> Lenient<T> {
+    /// Decodes a list. The usual list, every entry of the expected shape,
+    /// is decoded in one pass; only a list with an odd entry takes the
+    /// entry-by-entry path (same result, one more pass).
+    pub fn from_slice(data: &[u8]) -> serde_json::Result<Self> {
+        if let Ok(items) = serde_json::from_slice::<Option<Vec<T>>>(data) {
+            return Ok(Lenient {
+                items: items.unwrap_or_default(),
+                skipped: 0,
+            });
+        }
+        serde_json::from_slice(data)
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Option::<Vec<&'de RawValue>>::deserialize(d)?.unwrap_or_default();
@@ -234,5 +249,33 @@ impl UserRecord {
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_lists_decode_the_same_on_both_paths() {
+        // One pass: every entry fits.
+        let good = br#"[{"id":"a","size":3},{"id":"b","uploaded":"7"}]"#;
+        let l = Lenient::<UploadSession>::from_slice(good).unwrap();
+        assert_eq!(l.skipped, 0);
+        assert_eq!(l.items.len(), 2);
+        assert_eq!(l.items[1].uploaded, Some(7));
+        // An odd entry: the entry-by-entry path skips just that one.
+        let odd = br#"[{"id":"a","size":3},"nonsense",{"id":"b","uploaded":"7"}]"#;
+        let l2 = Lenient::<UploadSession>::from_slice(odd).unwrap();
+        assert_eq!(l2.skipped, 1);
+        assert_eq!(l2.items, l.items);
+        let direct: Lenient<UploadSession> = serde_json::from_slice(odd).unwrap();
+        assert_eq!((direct.items, direct.skipped), (l2.items, l2.skipped));
+        // null and not-a-list.
+        assert!(Lenient::<UploadSession>::from_slice(b"null")
+            .unwrap()
+            .items
+            .is_empty());
+        assert!(Lenient::<UploadSession>::from_slice(b"{\"x\":1}").is_err());
     }
 }
