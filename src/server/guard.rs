@@ -89,16 +89,28 @@ impl<I> Guarded<I> {
     }
 }
 
-/// Arms `timer` for `deadline` and reports whether it has passed (the
-/// timer's waker is registered otherwise).
+/// Reports whether `deadline` has passed; if not, makes sure `timer` wakes
+/// the task by then. The timer is moved only when the deadline comes
+/// earlier than it is set for, or when it fires before a deadline that
+/// moved later: a busy keep-alive connection pushes its idle deadline on
+/// every request, and touching the timer wheel each time would cost the
+/// serving path more than the request itself.
 fn expired(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> bool {
     if Instant::now() >= deadline {
         return true;
     }
     let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-    if t.deadline() != deadline {
+    if t.deadline() > deadline {
         t.as_mut().reset(deadline);
     }
+    if t.as_mut().poll(cx).is_pending() {
+        return false;
+    }
+    // Fired early: the deadline moved on since it was set.
+    if Instant::now() >= deadline {
+        return true;
+    }
+    t.as_mut().reset(deadline);
     t.as_mut().poll(cx).is_ready()
 }
 
