@@ -122,6 +122,9 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
             },
             _ = shutdown.cancelled() => break,
         };
+        // As Go's net/http and nginx do: a response's last segment goes out
+        // at once instead of waiting for the client's (delayed) ACK.
+        let _ = stream.set_nodelay(true);
         let web = state.web.as_ref().and_then(|w| w.current());
         let state = Arc::clone(&state);
         let watcher = graceful.watcher();
