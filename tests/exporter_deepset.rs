@@ -39,6 +39,16 @@ async fn deepset_sim() -> Simulator {
     sim_with(vec![vault_spec("main", 1000)], vec![workspace()]).await
 }
 
+/// Calls the workspace has answered: [list sessions, status, list files].
+fn calls(ws: &upload_session_exporter::sim::DeepsetControl) -> [u64; 3] {
+    [
+        DeepsetEndpoint::ListSessions,
+        DeepsetEndpoint::SessionStatus,
+        DeepsetEndpoint::ListFiles,
+    ]
+    .map(|e| ws.request_count(e))
+}
+
 fn hours(n: i64) -> time::Duration {
     time::Duration::hours(n)
 }
@@ -286,14 +296,6 @@ async fn calls_stay_bounded_as_closed_sessions_pile_up() {
     let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
     let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
-    let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
-        [
-            DeepsetEndpoint::ListSessions,
-            DeepsetEndpoint::SessionStatus,
-            DeepsetEndpoint::ListFiles,
-        ]
-        .map(|e| ws.request_count(e))
-    };
     poll_once(&target, &mut source, &mut state).await.unwrap();
     // First sight: status and file count once per closed session.
     assert_eq!(calls(&ws), [3, 150, 150]);
@@ -735,14 +737,6 @@ async fn session_counts_are_fetched_a_few_at_a_time() {
     // Plenty of room overall: the per-workspace bound is what limits.
     let mut source = Source::new(&target, &RequestLimiter::new(64)).unwrap();
     let mut state = TargetState::for_target(&target);
-    let calls = |ws: &upload_session_exporter::sim::DeepsetControl| {
-        [
-            DeepsetEndpoint::ListSessions,
-            DeepsetEndpoint::SessionStatus,
-            DeepsetEndpoint::ListFiles,
-        ]
-        .map(|e| ws.request_count(e))
-    };
     poll_once(&target, &mut source, &mut state).await.unwrap();
     let max = ws.max_in_flight();
     assert!(max > 1, "counts fetched concurrently: {max} at most");
