@@ -28,9 +28,18 @@ pub struct Exposition {
 /// Shortest time between the starts of two assemblies. Polls that finish
 /// within it are published together, so a fleet whose targets finish one
 /// after the other costs one assembly (and one compression) per second at
-/// most, not one per target. The first change after a quiet second is
-/// published at once.
+/// most, not one per target.
 pub const MIN_PUBLISH_GAP: Duration = Duration::from_secs(1);
+
+/// How long the publisher lets a burst of changes settle: it assembles once
+/// no change came for this long, or [`MAX_SETTLE`] after the burst's first
+/// change. Targets with one interval poll together (see the poller), so a
+/// fleet's cycle is usually one burst and one assembly.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// The longest a change waits for its burst to settle: a page is never more
+/// than this (plus an assembly) behind the newest poll.
+pub const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 /// Where poll tasks drop their fragments and the server picks up the page.
 pub struct Hub {
@@ -196,18 +205,34 @@ impl Hub {
         self.tx.send_replace(Arc::new(self.assemble()));
     }
 
-    /// Republishes whenever a fragment changes, at most once per
-    /// [`MIN_PUBLISH_GAP`]: bursts of polls finishing together coalesce into
-    /// one assembly. Runs until the task is dropped.
+    /// Republishes whenever fragments change: once a burst of changes has
+    /// settled ([`SETTLE`], [`MAX_SETTLE`]), and at most once per
+    /// [`MIN_PUBLISH_GAP`]. Runs until the task is dropped.
     pub async fn run_publisher(self: Arc<Self>) {
-        self.publish_loop(MIN_PUBLISH_GAP).await
+        self.publish_loop(MIN_PUBLISH_GAP, SETTLE, MAX_SETTLE).await
     }
 
-    async fn publish_loop(self: Arc<Self>, gap: Duration) {
+    async fn publish_loop(self: Arc<Self>, gap: Duration, settle: Duration, max_settle: Duration) {
         let mut last_start: Option<tokio::time::Instant> = None;
         let mut published = None;
         loop {
             self.changed.notified().await;
+            // Let the burst settle: wait while changes keep coming, up to
+            // `max_settle` after the first.
+            let cap = tokio::time::Instant::now() + max_settle;
+            let mut seen = self.generation.load(Ordering::Acquire);
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= cap {
+                    break;
+                }
+                tokio::time::sleep_until((now + settle).min(cap)).await;
+                let g = self.generation.load(Ordering::Acquire);
+                if g == seen {
+                    break;
+                }
+                seen = g;
+            }
             if let Some(t) = last_start {
                 // Changes arriving meanwhile join this assembly.
                 tokio::time::sleep_until(t + gap).await;
@@ -327,11 +352,13 @@ mod tests {
     async fn bursts_of_publications_coalesce() {
         let hub = Hub::new();
         let gap = Duration::from_millis(1000);
-        let publisher = tokio::spawn(Arc::clone(&hub).publish_loop(gap));
-        // A burst (polls finishing together): the first change is published
-        // at once, with the rest of the burst.
+        let settle = Duration::from_millis(200);
+        let publisher = tokio::spawn(Arc::clone(&hub).publish_loop(gap, settle, gap));
+        // A burst (polls finishing together), spread over 300 ms: one
+        // assembly, once it settled.
         for i in 0..50 {
             hub.publish(&format!("t{i:02}"), fragment(&format!("t{i:02}")));
+            tokio::time::sleep(Duration::from_millis(6)).await;
         }
         published(&hub, |t| t.contains("target=\"t49\"")).await;
         assert_eq!(hub.assemblies(), 1);
@@ -346,11 +373,38 @@ mod tests {
         // Nothing changed: no more work.
         tokio::time::sleep(gap + gap / 2).await;
         assert_eq!(hub.assemblies(), 2);
-        // After a quiet gap, a change goes out at once.
+        // After a quiet gap, a lone change goes out once it settled.
         hub.remove("late1");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(hub.assemblies(), 3, "published without waiting");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(hub.assemblies(), 3, "published after the settle time");
         published(&hub, |t| !t.contains("late1")).await;
+        publisher.abort();
+    }
+
+    #[tokio::test]
+    async fn a_steady_trickle_is_published_every_max_settle() {
+        let hub = Hub::new();
+        let max_settle = Duration::from_millis(500);
+        let publisher = tokio::spawn(Arc::clone(&hub).publish_loop(
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+            max_settle,
+        ));
+        // A change every 20 ms for 2 s never settles: the page still goes
+        // out every 500 ms (the gap alone would allow one per 100 ms).
+        let start = tokio::time::Instant::now();
+        let mut i = 0;
+        while start.elapsed() < Duration::from_secs(2) {
+            hub.publish(&format!("t{i:03}"), fragment(&format!("t{i:03}")));
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let n = hub.assemblies();
+        assert!((3..=5).contains(&n), "{n} assemblies in 2 s");
+        // The last change is out within max_settle.
+        let last = format!("target=\"t{:03}\"", i - 1);
+        published(&hub, |t| t.contains(&last)).await;
+        assert!(start.elapsed() < Duration::from_millis(2000) + max_settle * 2);
         publisher.abort();
     }
 }

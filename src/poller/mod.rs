@@ -1,5 +1,5 @@
 //! One poll loop per target: fetch the sessions on the target's interval
-//! (with jitter), update the history, render the target's series and hand
+//! (at a phase drawn at start), update the history, render the target's series and hand
 //! them to the [`Hub`]. Failures back off exponentially; failed logins back
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
@@ -217,10 +217,7 @@ pub async fn run_target(
         shutdown.cancelled().await;
         return state;
     };
-    // Spread the first polls of many targets a little (0 to a tenth of the
-    // interval, at most 2 s).
-    let spread = (target.poll_interval / 10).min(Duration::from_secs(2));
-    let mut next = Instant::now() + jitter(spread / 2, spread / 2);
+    let mut next = first_poll(Instant::now(), target.poll_interval);
     let mut failures: u32 = 0;
     let mut throttled = None;
     loop {
@@ -231,7 +228,7 @@ pub async fn run_target(
         // No permit for the whole poll: each request takes one (see
         // `RequestLimiter`), so a poll with many calls does not hold up the
         // other targets.
-        let started = Instant::now();
+        let scheduled = next;
         let result = tokio::select! {
             r = poll_once(&target, source, &mut state) => r,
             _ = shutdown.cancelled() => break,
@@ -286,15 +283,8 @@ pub async fn run_target(
         state.set_interval(delay);
         shared.hub.publish(&name, state.render());
         shared.readiness.done(&name);
-        // Next start is measured from this start, so the interval is the
-        // period rather than the gap; ±10% jitter keeps targets from
-        // synchronising.
-        next = started + jitter(delay, delay / 10);
-        if next < Instant::now() {
-            next = Instant::now();
-        }
-        // A Retry-After counts from the answer and is never shortened by
-        // the jitter.
+        next = next_poll(scheduled, delay, Instant::now());
+        // A Retry-After counts from the answer.
         if let Some(after) = result.as_ref().err().and_then(FetchError::retry_after) {
             next = next.max(Instant::now() + after);
         }
@@ -321,6 +311,27 @@ pub fn backoff(target: &TargetConfig, error: &FetchError, failures: u32) -> Dura
         (ErrorReason::RateLimited, Some(after)) => delay.max(after),
         _ => delay,
     }
+}
+
+/// The first poll of a target: a random phase in the first tenth of the
+/// interval (at most 2 s), so that targets started together do not all send
+/// their first request at the same instant.
+fn first_poll(now: Instant, interval: Duration) -> Instant {
+    let spread = (interval / 10).min(Duration::from_secs(2));
+    now + jitter(spread / 2, spread / 2)
+}
+
+/// The next poll: `delay` after the previous one was *due* (not after it
+/// started or ended), so a target keeps the phase it drew at start and the
+/// interval is the period, not the gap. Targets with one interval therefore
+/// stay within the first poll's spread of each other, cycle after cycle: the
+/// page is assembled about once per cycle instead of once per publish gap,
+/// and the runtime wakes for a burst of polls rather than for each one. (A
+/// random jitter per cycle would make the phases drift apart until polls
+/// finished all through the interval.) A poll that overran its slot starts
+/// at once.
+fn next_poll(due: Instant, delay: Duration, now: Instant) -> Instant {
+    (due + delay).max(now)
 }
 
 fn jitter(base: Duration, spread: Duration) -> Duration {
@@ -364,6 +375,35 @@ mod tests {
                 vault_id: None,
                 resolve_owner_names: false,
             }),
+        }
+    }
+
+    #[test]
+    fn polls_keep_the_phase_drawn_at_start() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(60);
+        let first = first_poll(t0, interval);
+        assert!(
+            first >= t0 && first <= t0 + Duration::from_secs(2),
+            "{:?}",
+            first - t0
+        );
+        // Five polls that started late and ran long: the sixth is still due
+        // exactly five intervals after the first, not later.
+        let mut due = first;
+        for k in 1..=5u32 {
+            let started = due + Duration::from_millis(300);
+            let ended = started + Duration::from_secs(3);
+            due = next_poll(due, interval, ended);
+            assert_eq!(due - first, interval * k);
+        }
+        // A poll that overran its slot: the next one starts at once.
+        let late = due + Duration::from_secs(90);
+        assert_eq!(next_poll(due, interval, late), late);
+        // A short interval spreads first polls over a tenth of it.
+        for _ in 0..100 {
+            let f = first_poll(t0, Duration::from_secs(5));
+            assert!(f - t0 <= Duration::from_millis(500));
         }
     }
 
