@@ -293,6 +293,7 @@ impl Exporter {
             reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
             web: opts.web,
             limits: opts.limits,
+            zero_copy_bytes: Default::default(),
         });
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -23,8 +23,10 @@ use crate::poller::Readiness;
 use crate::web::{Auth, WebConfig, WebConfigWatcher};
 
 mod guard;
+pub mod sendfile;
 
 use guard::{Guarded, HeadSeen};
+use sendfile::ZeroCopy;
 
 /// The content type Prometheus expects for the text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,6 +57,8 @@ pub struct ServerState {
     pub web: Option<Arc<WebConfigWatcher>>,
     /// Limits against slow or too many clients.
     pub limits: Limits,
+    /// Bytes of gzip pages sent with `sendfile` (see [`sendfile`]).
+    pub zero_copy_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Protection against slow, idle or too many clients (slowloris): a
@@ -150,8 +154,11 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
                     }
                 }
                 None => {
+                    let zero_copy =
+                        ZeroCopy::new(state.exposition.clone(), Arc::clone(&state.zero_copy_bytes));
                     let stream =
-                        Guarded::new(stream, timeout, limits.idle_timeout, Arc::clone(&head));
+                        Guarded::new(stream, timeout, limits.idle_timeout, Arc::clone(&head))
+                            .with_zero_copy(zero_copy);
                     serve_connection(stream, head, state, web, watcher).await
                 }
             }
@@ -412,6 +419,7 @@ mod tests {
         let (tx, rx) = watch::channel(Arc::new(Exposition {
             plain: Bytes::from_static(b"plain"),
             gzip: Bytes::from_static(b"gz"),
+            gzip_file: None,
         }));
         std::mem::forget(tx);
         ServerState {
@@ -421,6 +429,7 @@ mod tests {
             reload: None,
             web: None,
             limits: Limits::default(),
+            zero_copy_bytes: Default::default(),
         }
     }
 

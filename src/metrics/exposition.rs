@@ -23,6 +23,10 @@ pub struct Exposition {
     pub plain: Bytes,
     /// The same, gzip-compressed.
     pub gzip: Bytes,
+    /// A sealed in-kernel copy of `gzip`, which plain-TCP scrapes are sent
+    /// from without copying (`crate::server::sendfile`); `None` where
+    /// unsupported.
+    pub gzip_file: Option<Arc<std::fs::File>>,
 }
 
 /// Shortest time between the starts of two assemblies. Polls that finish
@@ -196,6 +200,7 @@ impl Hub {
         let gzip = gzip(&plain);
         Exposition {
             plain: Bytes::from(plain),
+            gzip_file: crate::server::sendfile::kernel_copy(&gzip),
             gzip,
         }
     }

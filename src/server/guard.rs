@@ -29,6 +29,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::sendfile::{AsTcp, ZeroCopy};
+
 /// Set by the service when hyper has parsed a request head.
 #[derive(Debug, Default)]
 pub(super) struct HeadSeen(AtomicBool);
@@ -57,6 +59,8 @@ pub(super) struct Guarded<I> {
     last_activity: Instant,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    /// Sends the current gzip page by `sendfile` (plain TCP only).
+    zero_copy: Option<ZeroCopy>,
 }
 
 impl<I> Guarded<I> {
@@ -78,7 +82,15 @@ impl<I> Guarded<I> {
             last_activity: now,
             read_timer: None,
             write_timer: None,
+            zero_copy: None,
         }
+    }
+
+    /// Sends the current gzip page without copying it (see
+    /// [`super::sendfile`]).
+    pub(super) fn with_zero_copy(mut self, z: ZeroCopy) -> Self {
+        self.zero_copy = Some(z);
+        self
     }
 
     fn read_deadline(&self) -> Instant {
@@ -185,14 +197,29 @@ impl<I: AsyncWrite + Unpin> Guarded<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
+impl<I: AsTcp> Guarded<I> {
+    /// The write done by `sendfile`, if `bufs` start with the current page.
+    fn zero_copy_write(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        let z = self.zero_copy.as_ref()?;
+        z.poll_write(self.inner.as_tcp()?, cx, bufs)
+    }
+}
+
+impl<I: AsyncWrite + AsTcp + Unpin> AsyncWrite for Guarded<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let r = match this.zero_copy_write(cx, &[io::IoSlice::new(buf)]) {
+            Some(r) => r,
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        };
         this.after_write(cx, r)
     }
 
@@ -202,7 +229,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let r = match this.zero_copy_write(cx, bufs) {
+            Some(r) => r,
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        };
         this.after_write(cx, r)
     }
 
