@@ -1367,6 +1367,10 @@ async fn phase_soak(
         points.clone()
     };
     let slope_h = linear_slope(&steady) * 3600.0;
+    // jemalloc's resident memory climbs for the first ~15 minutes before it
+    // levels off (BENCHMARKS.md, the hour-long soak): a shorter soak sees
+    // only that climb, so its slope is printed but not judged.
+    let judge_flatness = o.soak_secs >= 1800;
     // Compare the first and last fifth too: less sensitive to one outlier.
     let fifth = (steady.len() / 5).max(1);
     let avg = |s: &[(f64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len().max(1) as f64;
@@ -1380,8 +1384,12 @@ async fn phase_soak(
         format!("{max_rss:.1} MiB; {slope_h:+.2} MiB/h ({slope_all_h:+.2})"),
         format!("{head:.1} → {tail:.1} MiB (first → last fifth after warm-up)"),
         format!("{:.2}×", tail / head.max(0.1)),
-        "< 64 MiB; flat (abs(slope) < 3.2 MiB/h)",
-        Some(max_rss < 64.0 && slope_h.abs() < 3.2),
+        if judge_flatness {
+            "< 64 MiB; flat (abs(slope) < 3.2 MiB/h)"
+        } else {
+            "< 64 MiB (flatness is judged on soaks of 30 min or more: --soak-secs 3600)"
+        },
+        Some(max_rss < 64.0 && (!judge_flatness || slope_h.abs() < 3.2)),
     ));
     report.rows.push(row(
         "CPU per cycle of the whole fleet incl. deepset, 5 s, churn (soak)",

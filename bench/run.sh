@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fleet benchmark, in one command (see BENCHMARKS.md):
 #
-#   bench/run.sh                 full run (~25 min: 10-min soak)
+#   bench/run.sh                 full run (~25 min: 10-min soak, memory bound only)
 #   bench/run.sh --quick         2-min soak, shorter wrk runs (~13 min)
 #   bench/run.sh --soak-secs 3600 --skip scale   the hour-long memory soak
 #
