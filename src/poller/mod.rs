@@ -1,6 +1,6 @@
 //! One poll loop per target: fetch the sessions on the target's interval
-//! (at a phase drawn at start), update the history, render the target's series and hand
-//! them to the [`Hub`]. Failures back off exponentially; failed logins back
+//! (at a phase drawn at start), update the history, render the target's
+//! series and hand them to the [`Hub`]. Failures back off exponentially; failed logins back
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
 pub mod budget;

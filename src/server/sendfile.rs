@@ -107,6 +107,25 @@ impl ZeroCopy {
     }
 }
 
+/// Runs the non-blocking socket call `f` when the socket is writable, again
+/// after each spurious readiness.
+#[cfg(target_os = "linux")]
+fn poll_io(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    mut f: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        if let Err(e) = std::task::ready!(stream.poll_write_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        match stream.try_io(tokio::io::Interest::WRITABLE, &mut f) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return Poll::Ready(other),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn poll_sendfile(
     stream: &TcpStream,
@@ -115,19 +134,10 @@ fn poll_sendfile(
     offset: u64,
     len: usize,
 ) -> Poll<io::Result<usize>> {
-    loop {
-        if let Err(e) = std::task::ready!(stream.poll_write_ready(cx)) {
-            return Poll::Ready(Err(e));
-        }
-        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut off = offset;
-            rustix::fs::sendfile(stream, file, Some(&mut off), len).map_err(io::Error::from)
-        });
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return Poll::Ready(other),
-        }
-    }
+    poll_io(stream, cx, || {
+        let mut off = offset;
+        rustix::fs::sendfile(stream, file, Some(&mut off), len).map_err(io::Error::from)
+    })
 }
 
 #[cfg(target_os = "linux")]
@@ -136,24 +146,15 @@ fn poll_send_more(
     cx: &mut Context<'_>,
     bufs: &[io::IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
-    loop {
-        if let Err(e) = std::task::ready!(stream.poll_write_ready(cx)) {
-            return Poll::Ready(Err(e));
-        }
-        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            rustix::net::sendmsg(
-                stream,
-                bufs,
-                &mut rustix::net::SendAncillaryBuffer::default(),
-                rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
-            )
-            .map_err(io::Error::from)
-        });
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return Poll::Ready(other),
-        }
-    }
+    poll_io(stream, cx, || {
+        rustix::net::sendmsg(
+            stream,
+            bufs,
+            &mut rustix::net::SendAncillaryBuffer::default(),
+            rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
+        )
+        .map_err(io::Error::from)
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
