@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
 
-use upload_session_exporter::sim::{
+use upload_session_sim::{
     DeepsetControl, DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed,
     Scenario, SessionSeed, SimConfig, Simulator, VaultControl, VaultSpec,
 };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use upload_session_exporter::metrics::exposition::Hub;
+use upload_session_exporter::metrics::exposition::PagePublisher;
 use upload_session_exporter::model::{FileCounts, Session, SessionState};
 use upload_session_exporter::poller::history::{History, Rules};
 use upload_session_exporter::poller::TargetState;
@@ -176,9 +176,9 @@ fn progress(sessions: &mut [Session], rng: &mut Lcg, now: i64) {
     }
 }
 
-/// A hub holding the whole fleet's fragments, as after a full cycle.
-fn fleet_hub(vaults: usize, workspaces: usize) -> (Arc<Hub>, Vec<TargetState>) {
-    let hub = Hub::new();
+/// A publisher holding the whole fleet's fragments, as after a full cycle.
+fn fleet_hub(vaults: usize, workspaces: usize) -> (Arc<PagePublisher>, Vec<TargetState>) {
+    let publisher = PagePublisher::new();
     let mut rng = Lcg(7);
     let mut states = Vec::new();
     for t in 0..vaults {
@@ -189,7 +189,7 @@ fn fleet_hub(vaults: usize, workspaces: usize) -> (Arc<Hub>, Vec<TargetState>) {
         progress(&mut s, &mut rng, NOW);
         st.record_success(&s, NOW, 0.1);
         st.count_calls(vec![("auth", 1), ("list_upload_sessions", 2)]);
-        hub.publish(&name, st.render());
+        publisher.publish(&name, st.render());
         states.push(st);
     }
     for w in 0..workspaces {
@@ -202,10 +202,10 @@ fn fleet_hub(vaults: usize, workspaces: usize) -> (Arc<Hub>, Vec<TargetState>) {
             ("list_session_files", 40),
             ("get_session_status", 10),
         ]);
-        hub.publish(&name, st.render());
+        publisher.publish(&name, st.render());
         states.push(st);
     }
-    (hub, states)
+    (publisher, states)
 }
 
 fn bench_decode(c: &mut Criterion) {
@@ -276,24 +276,24 @@ fn bench_analytics(c: &mut Criterion) {
 }
 
 fn bench_render(c: &mut Criterion) {
-    let (hub, states) = fleet_hub(200, 50);
+    let (publisher, states) = fleet_hub(200, 50);
     let mut g = c.benchmark_group("render");
     g.bench_function("render_vault_target_5_owners", |b| {
         b.iter(|| black_box(&states[0]).render())
     });
     g.sample_size(20);
     g.bench_function("assemble_and_gzip_fleet_200_vaults_50_workspaces", |b| {
-        b.iter(|| hub.assemble())
+        b.iter(|| publisher.assemble())
     });
     // The steady state: one target's new fragment, then the page again.
     g.bench_function("publish_one_target_then_assemble_fleet", |b| {
         b.iter(|| {
-            hub.publish("vault-v0000", states[0].render());
-            hub.assemble()
+            publisher.publish("vault-v0000", states[0].render());
+            publisher.assemble()
         })
     });
     g.finish();
-    let e = hub.assemble();
+    let e = publisher.assemble();
     eprintln!(
         "fleet exposition: {} bytes plain, {} bytes gzip",
         e.plain.len(),

@@ -12,13 +12,18 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TargetConfig};
-use crate::metrics::exposition::Hub;
+use crate::metrics::exposition::PagePublisher;
 use crate::poller::{self, Readiness, Shared, Source, TargetState};
 use crate::server::{self, ReloadRequest, ServerState};
 use crate::shard::Shard;
 use crate::upstream::RequestLimiter;
 
-/// Reads the configuration again (for reloads).
+/// Longest a reload may spend reading files before it gives up (a hung
+/// network file system); the read goes on in the background.
+pub const RELOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the configuration again (for reloads). Blocking: reloads run it
+/// on a blocking thread.
 pub type Loader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 /// Where and how to serve.
@@ -38,6 +43,9 @@ pub struct ServeOptions {
     pub log: Option<crate::logging::LogControl>,
     /// Limits against slow or too many clients.
     pub limits: server::Limits,
+    /// Serve `/sessions` and `/api/v1/sessions` (off with
+    /// `--web.disable-sessions-page`).
+    pub sessions_page: bool,
 }
 
 impl ServeOptions {
@@ -51,6 +59,7 @@ impl ServeOptions {
             web: None,
             log: None,
             limits: server::Limits::default(),
+            sessions_page: true,
         }
     }
 }
@@ -133,7 +142,10 @@ impl Supervisor {
                     r.stop.cancel();
                     let _ = r.handle.await;
                 }
-                self.shared.hub.remove(&name);
+                self.shared.publisher.remove(&name);
+                if let Some(board) = &self.shared.board {
+                    board.remove(&name);
+                }
                 self.shared.readiness.done(&name);
                 summary.removed.push(name);
             }
@@ -192,7 +204,7 @@ impl Supervisor {
 struct Control {
     supervisor: Mutex<Supervisor>,
     loader: Option<Loader>,
-    hub: Arc<Hub>,
+    publisher: Arc<PagePublisher>,
 }
 
 impl Control {
@@ -200,15 +212,29 @@ impl Control {
         let Some(loader) = &self.loader else {
             return Err("this exporter was started without a configuration file to re-read".into());
         };
-        match loader() {
+        // Reading files off the runtime: a file on a hung file system must
+        // not stall the server.
+        let read = tokio::task::spawn_blocking({
+            let loader = Arc::clone(loader);
+            move || loader()
+        });
+        let loaded = match tokio::time::timeout(RELOAD_READ_TIMEOUT, read).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(format!("reading the configuration failed: {e}")),
+            Err(_) => Err(format!(
+                "reading the configuration files took longer than {}s (a hung file system?)",
+                RELOAD_READ_TIMEOUT.as_secs()
+            )),
+        };
+        match loaded {
             Ok(config) => {
                 let summary = self.supervisor.lock().await.apply(config).await;
-                self.hub.set_reload_result(true);
+                self.publisher.set_reload_result(true);
                 tracing::info!(%summary, "configuration reloaded");
                 Ok(summary)
             }
             Err(e) => {
-                self.hub.set_reload_result(false);
+                self.publisher.set_reload_result(false);
                 tracing::error!(error = %e, "reload failed; the running configuration stays in force");
                 Err(e)
             }
@@ -219,6 +245,7 @@ impl Control {
 /// A running exporter.
 pub struct Exporter {
     addr: SocketAddr,
+    readiness: Arc<Readiness>,
     control: Arc<Control>,
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
@@ -243,13 +270,15 @@ impl Exporter {
             addr: opts.listen,
             source,
         })?;
-        let hub = Hub::new();
-        hub.set_reload_result(true);
+        let publisher = PagePublisher::new();
+        publisher.set_reload_result(true);
         let readiness = Readiness::new(std::iter::empty());
+        let board = opts.sessions_page.then(crate::poller::board::Board::new);
         let shared = Shared {
-            hub: Arc::clone(&hub),
+            publisher: Arc::clone(&publisher),
             limiter: RequestLimiter::new(config.exporter.max_concurrent_requests),
             readiness: Arc::clone(&readiness),
+            board: board.clone(),
         };
         let mut supervisor = Supervisor {
             shared,
@@ -265,10 +294,10 @@ impl Exporter {
         let control = Arc::new(Control {
             supervisor: Mutex::new(supervisor),
             loader,
-            hub: Arc::clone(&hub),
+            publisher: Arc::clone(&publisher),
         });
         let mut tasks = JoinSet::new();
-        let publisher = tokio::spawn(Arc::clone(&hub).run_publisher());
+        let publishing = tokio::spawn(Arc::clone(&publisher).run_publisher());
         let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
         let reloads = Arc::clone(&control);
         let reload_shutdown = shutdown.clone();
@@ -287,24 +316,29 @@ impl Exporter {
             }
         });
         let state = Arc::new(ServerState {
-            exposition: hub.subscribe(),
-            readiness,
+            exposition: publisher.subscribe(),
+            readiness: Arc::clone(&readiness),
             telemetry_path: opts.telemetry_path,
             reload: opts.enable_lifecycle.then(|| reload_tx.clone()),
             web: opts.web,
             limits: opts.limits,
             zero_copy_bytes: Default::default(),
+            sessions: board,
         });
+        if let Some(web) = &state.web {
+            tasks.spawn(Arc::clone(web).run(shutdown.clone()));
+        }
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {
             server::serve(listener, state, server_shutdown.clone()).await;
-            publisher.abort();
+            publishing.abort();
         });
         // Serve the exporter's own metrics before the first poll ends.
-        hub.flush();
+        publisher.flush();
         tracing::info!(address = %addr, "listening");
         Ok(Exporter {
             addr,
+            readiness,
             control,
             tasks,
             shutdown,
@@ -316,9 +350,15 @@ impl Exporter {
         self.addr
     }
 
-    /// The hub (for tests that read the exposition directly).
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.control.hub
+    /// Targets whose first poll is pending (what `/-/ready` names to
+    /// authenticated clients only).
+    pub fn waiting_targets(&self) -> Vec<String> {
+        self.readiness.waiting()
+    }
+
+    /// The publisher (for tests that read the exposition directly).
+    pub fn publisher(&self) -> &Arc<PagePublisher> {
+        &self.control.publisher
     }
 
     /// Re-reads the configuration and applies it; on error the running
@@ -346,18 +386,18 @@ impl Exporter {
 /// Requests in flight are bounded by `max_concurrent_requests` as in the
 /// daemon. Polls in progress are bounded by the same number: that keeps
 /// every request permit busy (each poll wants at least one), while a poll
-/// does not start its budget until it can make progress. Unbounded, a large
+/// does not start its deadline until it can make progress. Unbounded, a large
 /// fleet would start every poll at once, share the permits evenly, and its
-/// long polls could all run out of budget together, with no later poll to
+/// long polls could all run past their deadlines together, with no later poll to
 /// finish the job.
 pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
-    let hub = Hub::new();
+    let publisher = PagePublisher::new();
     let size = config.exporter.max_concurrent_requests;
     let limiter = RequestLimiter::new(size);
     let polls = Arc::new(Semaphore::new(size));
     let mut tasks = JoinSet::new();
     for target in config.targets.clone() {
-        let hub = Arc::clone(&hub);
+        let publisher = Arc::clone(&publisher);
         let limiter = limiter.clone();
         let polls = Arc::clone(&polls);
         tasks.spawn(async move {
@@ -375,7 +415,7 @@ pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
                     Err(e)
                 }
             };
-            hub.publish(&target.name, state.render());
+            publisher.publish(&target.name, state.render());
             (target.name, result.err().map(|e| e.to_string()))
         });
     }
@@ -388,6 +428,6 @@ pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
         }
     }
     failed.sort();
-    let text = String::from_utf8_lossy(&hub.assemble().plain).into_owned();
+    let text = String::from_utf8_lossy(&publisher.assemble().plain).into_owned();
     (text, failed)
 }

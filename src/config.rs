@@ -233,8 +233,9 @@ impl Environment for ProcessEnv {
     }
 }
 
+// No `deny_unknown_fields` on the `Raw*` structs: it would stop at the first
+// unknown key and hide every other problem; `unknown_keys` reports them all.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFile {
     defaults: Option<RawSettings>,
     exporter: Option<RawExporter>,
@@ -242,7 +243,6 @@ struct RawFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawExporter {
     max_concurrent_requests: Option<i64>,
     log_level: Option<String>,
@@ -250,7 +250,6 @@ struct RawExporter {
 
 /// Keys that may stand in `[defaults]` and in a target.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSettings {
     poll_interval: Option<String>,
     timeout: Option<String>,
@@ -267,7 +266,6 @@ struct RawSettings {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTarget {
     name: Option<String>,
     kind: Option<String>,
@@ -286,7 +284,7 @@ struct RawTarget {
     password: Option<IgnoredAny>,
     api_key: Option<IgnoredAny>,
     // Per-target overrides of [defaults]; listed again because serde's
-    // `flatten` does not work together with `deny_unknown_fields`.
+    // `flatten` would lose the `config` crate's lenient conversions.
     poll_interval: Option<String>,
     timeout: Option<String>,
     stall_after: Option<String>,
@@ -320,36 +318,97 @@ impl RawTarget {
     }
 }
 
-impl RawSettings {
+/// The keys of [`RawSettings`] checked and converted, `None` where unset or
+/// invalid. `[defaults]` is checked once on its own, so that a bad value there
+/// is reported once, under `defaults.`, not again for every target using it.
+#[derive(Debug, Default, Clone)]
+struct Settings {
+    poll_interval: Option<Duration>,
+    timeout: Option<Duration>,
+    stall_after: Option<Duration>,
+    stale_after: Option<Duration>,
+    at_risk_horizon: Option<Duration>,
+    burst_limit_share: Option<f64>,
+    burst_limit_reserve: Option<f64>,
+    ca_pem: Option<Vec<u8>>,
+    tls_insecure_skip_verify: Option<bool>,
+    max_response_bytes: Option<u64>,
+    api_version: Option<String>,
+    client_id: Option<String>,
+}
+
+impl Settings {
     /// `self` where set, otherwise `fallback`.
-    fn or(self, fallback: &RawSettings) -> RawSettings {
-        RawSettings {
-            poll_interval: self
-                .poll_interval
-                .or_else(|| fallback.poll_interval.clone()),
-            timeout: self.timeout.or_else(|| fallback.timeout.clone()),
-            stall_after: self.stall_after.or_else(|| fallback.stall_after.clone()),
-            stale_after: self.stale_after.or_else(|| fallback.stale_after.clone()),
-            at_risk_horizon: self
-                .at_risk_horizon
-                .or_else(|| fallback.at_risk_horizon.clone()),
+    fn or(self, fallback: &Settings) -> Settings {
+        Settings {
+            poll_interval: self.poll_interval.or(fallback.poll_interval),
+            timeout: self.timeout.or(fallback.timeout),
+            stall_after: self.stall_after.or(fallback.stall_after),
+            stale_after: self.stale_after.or(fallback.stale_after),
+            at_risk_horizon: self.at_risk_horizon.or(fallback.at_risk_horizon),
             burst_limit_share: self.burst_limit_share.or(fallback.burst_limit_share),
             burst_limit_reserve: self.burst_limit_reserve.or(fallback.burst_limit_reserve),
-            ca_file: self.ca_file.or_else(|| fallback.ca_file.clone()),
+            ca_pem: self.ca_pem.or_else(|| fallback.ca_pem.clone()),
             tls_insecure_skip_verify: self
                 .tls_insecure_skip_verify
                 .or(fallback.tls_insecure_skip_verify),
-            max_response_size: self
-                .max_response_size
-                .or_else(|| fallback.max_response_size.clone()),
+            max_response_bytes: self.max_response_bytes.or(fallback.max_response_bytes),
             api_version: self.api_version.or_else(|| fallback.api_version.clone()),
             client_id: self.client_id.or_else(|| fallback.client_id.clone()),
         }
     }
 }
 
+/// Largest secret file read (a password or key is far smaller).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+/// Largest configuration file read: the configuration, the web
+/// configuration, certificates and CA bundles.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a whole file of at most `limit` bytes (blocking). Anything but a
+/// regular file is refused: a FIFO blocks until someone writes to it and
+/// `/dev/zero` never ends. `what` names the file in errors.
+pub fn read_file_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let cannot = |e: std::io::Error| {
+        format!("cannot read {what} {shown}: {e}; check the path and that the exporter's user may read it")
+    };
+    let not_regular = || {
+        format!("{what} {shown} is not a regular file (a FIFO, device or directory?); give the path of a plain file")
+    };
+    let too_large = || {
+        format!(
+            "{what} {shown} is larger than {} KiB, more than such a file ever needs; check the path",
+            limit / 1024
+        )
+    };
+    // Looked at before opening: opening a FIFO blocks.
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    // The path may have been replaced in between.
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(cannot)?;
+    if buf.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
 /// Loads and validates a configuration file, resolving secrets from the
-/// process environment and the file system.
+/// process environment and the file system (blocking IO: call it off the
+/// async runtime).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with_env(path, &ProcessEnv)
 }
@@ -357,7 +416,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// [`load`] with an explicit environment (for tests).
 pub fn load_with_env(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    if !path.is_file() {
+    if !path.exists() {
         return Err(ConfigError::Parse {
             file,
             message: "cannot read the configuration file: it does not exist or is not a file \
@@ -365,15 +424,20 @@ pub fn load_with_env(path: &Path, env: &dyn Environment) -> Result<Config, Confi
                 .into(),
         });
     }
-    let raw = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
-        .build()
-        .and_then(|c| c.try_deserialize::<RawFile>())
-        .map_err(|e| ConfigError::Parse {
+    let text = read_file_capped(path, MAX_CONFIG_FILE_BYTES, "configuration file")
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| "the configuration file is not UTF-8 text".into())
+        })
+        .map_err(|message| ConfigError::Parse {
             file: file.clone(),
-            message: explain_parse_error(&e.to_string()),
+            message,
         })?;
-    validate(raw, &file, path.parent(), env).map(|mut c| {
+    let (raw, unknown) = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| parse_error(&file, &e))
+        .and_then(|c| read_raw(c, &file))?;
+    validate(raw, unknown, &file, path.parent(), env).map(|mut c| {
         c.source = Some(path.to_path_buf());
         c
     })
@@ -382,37 +446,200 @@ pub fn load_with_env(path: &Path, env: &dyn Environment) -> Result<Config, Confi
 /// Parses configuration TOML given as a string (for tests and `--demo`);
 /// `name` stands for the file in messages.
 pub fn parse_str(toml: &str, name: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
-    let raw = config::Config::builder()
+    let (raw, unknown) = config::Config::builder()
         .add_source(config::File::from_str(toml, config::FileFormat::Toml))
         .build()
-        .and_then(|c| c.try_deserialize::<RawFile>())
-        .map_err(|e| ConfigError::Parse {
-            file: name.to_string(),
-            message: explain_parse_error(&e.to_string()),
-        })?;
-    validate(raw, name, None, env)
+        .map_err(|e| parse_error(name, &e))
+        .and_then(|c| read_raw(c, name))?;
+    validate(raw, unknown, name, None, env)
 }
 
-/// Adds the fix to the `config` crate's message for the common cases.
-fn explain_parse_error(message: &str) -> String {
-    if message.contains("unknown field") {
-        format!(
-            "{message}. Remove or correct the key; the accepted keys are listed in README.md \
-             (Configuration)"
-        )
-    } else {
-        message.to_string()
+fn parse_error(file: &str, e: &config::ConfigError) -> ConfigError {
+    ConfigError::Parse {
+        file: file.to_string(),
+        message: e.to_string(),
     }
+}
+
+/// Reads the file's tables into the `Raw*` structs and lists its unknown
+/// keys as problems, so that they are reported together with every other
+/// problem rather than alone.
+fn read_raw(c: config::Config, file: &str) -> Result<(RawFile, Vec<Problem>), ConfigError> {
+    let root = c
+        .try_deserialize::<config::Value>()
+        .map_err(|e| parse_error(file, &e))?;
+    let unknown = unknown_keys(&root);
+    match RawFile::deserialize(root) {
+        Ok(raw) => Ok((raw, unknown)),
+        // A value of the wrong type (e.g. `vault_id = "x"`) leaves no raw
+        // values to check, but the unknown keys found so far still count.
+        Err(e) if unknown.is_empty() => Err(parse_error(file, &e)),
+        Err(e) => {
+            let mut problems = unknown;
+            problems.push(type_problem(&e.to_string()));
+            Err(ConfigError::Invalid {
+                file: file.to_string(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Splits the `config` crate's "invalid type: ... for key `targets[0]vault_id`"
+/// into the dotted key and what is wrong.
+fn type_problem(message: &str) -> Problem {
+    match message.rsplit_once(" for key `") {
+        Some((what, key)) => Problem {
+            key: key
+                .trim_end_matches('`')
+                .replace("]", "].")
+                .replace("]..", "].")
+                .trim_end_matches('.')
+                .to_string(),
+            message: format!("{what}; correct the value"),
+        },
+        None => Problem {
+            key: "file".into(),
+            message: message.to_string(),
+        },
+    }
+}
+
+/// Every key the `Raw*` structs do not know, as a problem naming it.
+fn unknown_keys(root: &config::Value) -> Vec<Problem> {
+    let top = struct_fields::<RawFile>();
+    let settings = struct_fields::<RawSettings>();
+    let exporter = struct_fields::<RawExporter>();
+    let target = struct_fields::<RawTarget>();
+    let mut problems = Vec::new();
+    let mut check = |table: &config::Map<String, config::Value>,
+                     prefix: &str,
+                     known: &[&str],
+                     elsewhere: Option<(&[&str], &str)>| {
+        for k in table.keys().filter(|k| !known.contains(&k.as_str())) {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let message = match (elsewhere, closest(k, known)) {
+                (Some((other, place)), _) if other.contains(&k.as_str()) => {
+                    format!("may not stand here; set it in {place}")
+                }
+                (_, Some(near)) => {
+                    format!("unknown key; did you mean `{near}`? Remove or correct it")
+                }
+                (_, None) => "unknown key; remove or correct it (the accepted keys are listed \
+                              in docs/configuration.md)"
+                    .to_string(),
+            };
+            problems.push(Problem { key, message });
+        }
+    };
+    let config::ValueKind::Table(root) = &root.kind else {
+        return problems;
+    };
+    check(root, "", top, None);
+    if let Some(config::ValueKind::Table(t)) = root.get("defaults").map(|v| &v.kind) {
+        check(
+            t,
+            "defaults",
+            settings,
+            Some((target, "each [[targets]] table")),
+        );
+    }
+    if let Some(config::ValueKind::Table(t)) = root.get("exporter").map(|v| &v.kind) {
+        check(t, "exporter", exporter, None);
+    }
+    if let Some(config::ValueKind::Array(ts)) = root.get("targets").map(|v| &v.kind) {
+        for (i, t) in ts.iter().enumerate() {
+            if let config::ValueKind::Table(t) = &t.kind {
+                check(
+                    t,
+                    &format!("targets[{i}]"),
+                    target,
+                    Some((exporter, "[exporter]")),
+                );
+            }
+        }
+    }
+    problems
+}
+
+/// A known key within two edits of a misspelt one.
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (keys are short, so the quadratic table is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field names serde knows for a struct, read from its derived
+/// `Deserialize` so the list of accepted keys cannot drift from the structs.
+fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Capture<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Capture<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("only structs"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields captured"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Capture(&mut fields));
+    fields
 }
 
 fn validate(
     raw: RawFile,
+    unknown: Vec<Problem>,
     file: &str,
     base_dir: Option<&Path>,
     env: &dyn Environment,
 ) -> Result<Config, ConfigError> {
-    let mut problems = Vec::new();
-    let defaults = raw.defaults.unwrap_or_default();
+    let mut problems = unknown;
+    let defaults = check_settings(
+        &raw.defaults.unwrap_or_default(),
+        base_dir,
+        &mut |k: &str, message: String| {
+            problems.push(Problem {
+                key: format!("defaults.{k}"),
+                message,
+            })
+        },
+    );
     let exporter = validate_exporter(raw.exporter.unwrap_or_default(), &mut problems);
     let raw_targets = raw.targets.unwrap_or_default();
     if raw_targets.is_empty() {
@@ -482,7 +709,7 @@ fn validate_exporter(raw: RawExporter, problems: &mut Vec<Problem>) -> ExporterS
 
 fn validate_target(
     t: RawTarget,
-    defaults: &RawSettings,
+    defaults: &Settings,
     key: &str,
     base_dir: Option<&Path>,
     env: &dyn Environment,
@@ -495,7 +722,9 @@ fn validate_target(
             message,
         })
     };
-    let settings = t.settings().or(defaults);
+    // Only the target's own values are checked here; `defaults` were
+    // checked once and are already converted.
+    let settings = check_settings(&t.settings(), base_dir, &mut problem).or(defaults);
 
     let name = match t.name.as_deref() {
         None => {
@@ -520,110 +749,46 @@ fn validate_target(
             None
         }
         Some(u) => match check_url(u) {
-            Ok(url) => Some(url),
+            Ok(url) => {
+                if t.kind.as_deref() == Some("vault") && vault_url_has_api_path(&url) {
+                    let mut base = url.clone();
+                    base.set_path("");
+                    problem(
+                        "url",
+                        format!(
+                            "{:?} already holds /api/...; give the base URL of the Vault, e.g. \
+                             {:?}: the exporter adds /api/{{api_version}}/ itself",
+                            url.as_str(),
+                            base.as_str().trim_end_matches('/')
+                        ),
+                    );
+                    None
+                } else {
+                    warn_plain_http_once(&name, &url);
+                    Some(url)
+                }
+            }
             Err(m) => {
                 problem("url", m);
                 None
             }
         },
     };
-    let poll_interval = duration_setting(
-        &settings.poll_interval,
-        DEFAULT_POLL_INTERVAL,
-        Duration::from_secs(1),
-        "poll_interval",
-        &mut problem,
-    );
-    let timeout = duration_setting(
-        &settings.timeout,
-        DEFAULT_TIMEOUT,
-        Duration::from_millis(100),
-        "timeout",
-        &mut problem,
-    );
-    let stall_after = duration_setting(
-        &settings.stall_after,
-        DEFAULT_STALL_AFTER,
-        Duration::from_secs(1),
-        "stall_after",
-        &mut problem,
-    );
-    let stale_after = duration_setting(
-        &settings.stale_after,
-        poll_interval * STALE_AFTER_POLLS,
-        Duration::from_secs(1),
-        "stale_after",
-        &mut problem,
-    );
-    let at_risk_horizon = duration_setting(
-        &settings.at_risk_horizon,
-        DEFAULT_AT_RISK_HORIZON,
-        Duration::ZERO,
-        "at_risk_horizon",
-        &mut problem,
-    );
-    let burst_limit_share = match settings.burst_limit_share {
-        None => DEFAULT_BURST_SHARE,
-        Some(v) if v > 0.0 && v <= 1.0 => v,
-        Some(v) => {
-            problem(
-                "burst_limit_share",
-                format!("{v} is not a share; use a number above 0 and at most 1, e.g. 0.05 for 5%"),
-            );
-            DEFAULT_BURST_SHARE
-        }
-    };
-    let burst_limit_reserve = match settings.burst_limit_reserve {
-        None => DEFAULT_BURST_RESERVE,
-        Some(v) if (0.0..1.0).contains(&v) => v,
-        Some(v) => {
-            problem(
-                "burst_limit_reserve",
-                format!("{v} is not a share; use a number from 0 to below 1, e.g. 0.1 for 10%"),
-            );
-            DEFAULT_BURST_RESERVE
-        }
-    };
-    let ca_pem = match settings.ca_file.as_deref() {
-        None => None,
-        Some(f) => {
-            let path = resolve_path(f, base_dir);
-            match std::fs::read(&path) {
-                Ok(pem)
-                    if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) =>
-                {
-                    Some(pem)
-                }
-                Ok(_) => {
-                    problem(
-                        "ca_file",
-                        format!("{} holds no PEM certificate; give a PEM bundle of the CA(s) that sign the upstream's certificate", path.display()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    problem("ca_file", format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-            }
-        }
-    };
-    let max_response_bytes = match settings.max_response_size.as_deref() {
-        None => DEFAULT_MAX_RESPONSE_BYTES,
-        Some(s) => {
-            match parse_size(s) {
-                Some(n) if n >= 1024 => n,
-                _ => {
-                    problem(
-                    "max_response_size",
-                    format!("{s:?} is not a size of at least 1KiB; write e.g. \"16MiB\" or \"500KB\""),
-                );
-                    DEFAULT_MAX_RESPONSE_BYTES
-                }
-            }
-        }
-    };
-
+    let poll_interval = settings.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
+    let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let stall_after = settings.stall_after.unwrap_or(DEFAULT_STALL_AFTER);
+    // Follows the target's own interval unless set.
+    let stale_after = settings
+        .stale_after
+        .unwrap_or(poll_interval * STALE_AFTER_POLLS);
+    let at_risk_horizon = settings.at_risk_horizon.unwrap_or(DEFAULT_AT_RISK_HORIZON);
+    let burst_limit_share = settings.burst_limit_share.unwrap_or(DEFAULT_BURST_SHARE);
+    let burst_limit_reserve = settings
+        .burst_limit_reserve
+        .unwrap_or(DEFAULT_BURST_RESERVE);
+    let max_response_bytes = settings
+        .max_response_bytes
+        .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
     let kind = match t.kind.as_deref() {
         Some("vault") => {
             for (present, k) in [
@@ -662,25 +827,10 @@ fn validate_target(
                 .api_version
                 .clone()
                 .unwrap_or_else(|| DEFAULT_API_VERSION.to_string());
-            if !valid_api_version(&api_version) {
-                problem(
-                    "api_version",
-                    format!("{api_version:?} is not a Vault API version; write it like \"v25.2\""),
-                );
-            }
             let client_id = settings
                 .client_id
                 .clone()
                 .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_string());
-            if !valid_client_id(&client_id) {
-                problem(
-                    "client_id",
-                    format!(
-                        "{client_id:?} is not a valid X-VaultAPI-ClientID; use at most 100 \
-                         letters, digits, '.', '_' or '-'"
-                    ),
-                );
-            }
             let vault_id = match t.vault_id {
                 None => None,
                 Some(id) if id > 0 => Some(id as u64),
@@ -708,14 +858,8 @@ fn validate_target(
                 (t.password.is_some(), "password"),
                 (t.vault_id.is_some(), "vault_id"),
                 (t.resolve_owner_names.is_some(), "resolve_owner_names"),
-                (
-                    settings.api_version.is_some() && t.api_version.is_some(),
-                    "api_version",
-                ),
-                (
-                    settings.client_id.is_some() && t.client_id.is_some(),
-                    "client_id",
-                ),
+                (t.api_version.is_some(), "api_version"),
+                (t.client_id.is_some(), "client_id"),
             ] {
                 if present {
                     problem(
@@ -754,11 +898,11 @@ fn validate_target(
             };
             let expired_window = duration_setting(
                 &t.expired_window,
-                DEFAULT_EXPIRED_WINDOW,
                 Duration::ZERO,
                 "expired_window",
                 &mut problem,
-            );
+            )
+            .unwrap_or(DEFAULT_EXPIRED_WINDOW);
             api_key.map(|api_key| {
                 KindConfig::Deepset(DeepsetConfig {
                     workspace,
@@ -796,23 +940,152 @@ fn validate_target(
         at_risk_horizon,
         burst_limit_share,
         burst_limit_reserve,
-        ca_pem,
+        ca_pem: settings.ca_pem,
         tls_insecure_skip_verify: settings.tls_insecure_skip_verify.unwrap_or(false),
         max_response_bytes,
         kind: kind?,
     })
 }
 
+/// Checks the values of the keys that may stand in `[defaults]` and in a
+/// target; `problem` gets each bad one under its bare key name.
+fn check_settings(
+    raw: &RawSettings,
+    base_dir: Option<&Path>,
+    problem: &mut impl FnMut(&str, String),
+) -> Settings {
+    let poll_interval = duration_setting(
+        &raw.poll_interval,
+        Duration::from_secs(1),
+        "poll_interval",
+        problem,
+    );
+    let timeout = duration_setting(&raw.timeout, Duration::from_millis(100), "timeout", problem);
+    let stall_after = duration_setting(
+        &raw.stall_after,
+        Duration::from_secs(1),
+        "stall_after",
+        problem,
+    );
+    let stale_after = duration_setting(
+        &raw.stale_after,
+        Duration::from_secs(1),
+        "stale_after",
+        problem,
+    );
+    let at_risk_horizon = duration_setting(
+        &raw.at_risk_horizon,
+        Duration::ZERO,
+        "at_risk_horizon",
+        problem,
+    );
+    let burst_limit_share = match raw.burst_limit_share {
+        Some(v) if !(v > 0.0 && v <= 1.0) => {
+            problem(
+                "burst_limit_share",
+                format!("{v} is not a share; use a number above 0 and at most 1, e.g. 0.05 for 5%"),
+            );
+            None
+        }
+        v => v,
+    };
+    let burst_limit_reserve = match raw.burst_limit_reserve {
+        Some(v) if !(0.0..1.0).contains(&v) => {
+            problem(
+                "burst_limit_reserve",
+                format!("{v} is not a share; use a number from 0 to below 1, e.g. 0.1 for 10%"),
+            );
+            None
+        }
+        v => v,
+    };
+    let ca_pem = match raw.ca_file.as_deref() {
+        None => None,
+        Some(f) => {
+            let path = resolve_path(f, base_dir);
+            match read_file_capped(&path, MAX_CONFIG_FILE_BYTES, "CA file") {
+                Ok(pem)
+                    if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) =>
+                {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    problem(
+                        "ca_file",
+                        format!("{} holds no PEM certificate; give a PEM bundle of the CA(s) that sign the upstream's certificate", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    problem("ca_file", e);
+                    None
+                }
+            }
+        }
+    };
+    let max_response_bytes = match raw.max_response_size.as_deref() {
+        None => None,
+        Some(s) => {
+            match parse_size(s) {
+                Some(n) if n >= 1024 => Some(n),
+                _ => {
+                    problem(
+                    "max_response_size",
+                    format!("{s:?} is not a size of at least 1KiB; write e.g. \"16MiB\" or \"500KB\""),
+                );
+                    None
+                }
+            }
+        }
+    };
+    let api_version = match &raw.api_version {
+        Some(v) if !valid_api_version(v) => {
+            problem(
+                "api_version",
+                format!("{v:?} is not a Vault API version; write it like \"v25.2\""),
+            );
+            None
+        }
+        v => v.clone(),
+    };
+    let client_id = match &raw.client_id {
+        Some(id) if !valid_client_id(id) => {
+            problem(
+                "client_id",
+                format!(
+                    "{id:?} is not a valid X-VaultAPI-ClientID; use at most 100 \
+                     letters, digits, '.', '_' or '-'"
+                ),
+            );
+            None
+        }
+        v => v.clone(),
+    };
+    Settings {
+        poll_interval,
+        timeout,
+        stall_after,
+        stale_after,
+        at_risk_horizon,
+        burst_limit_share,
+        burst_limit_reserve,
+        ca_pem,
+        tls_insecure_skip_verify: raw.tls_insecure_skip_verify,
+        max_response_bytes,
+        api_version,
+        client_id,
+    }
+}
+
 fn duration_setting(
     value: &Option<String>,
-    default: Duration,
     min: Duration,
     key: &str,
-    problem: &mut impl FnMut(&str, String),
-) -> Duration {
-    let Some(s) = value else { return default };
+    problem: &mut dyn FnMut(&str, String),
+) -> Option<Duration> {
+    let s = value.as_ref()?;
     match humantime::parse_duration(s.trim()) {
-        Ok(d) if d >= min => d,
+        Ok(d) if d >= min => Some(d),
         Ok(_) => {
             problem(
                 key,
@@ -821,7 +1094,7 @@ fn duration_setting(
                     humantime::format_duration(min)
                 ),
             );
-            default
+            None
         }
         Err(e) => {
             problem(
@@ -830,7 +1103,7 @@ fn duration_setting(
                     "{s:?} is not a duration ({e}); write it like \"60s\", \"5m\" or \"1h 30m\""
                 ),
             );
-            default
+            None
         }
     }
 }
@@ -939,20 +1212,15 @@ pub fn resolve_secret(source: &SecretSource, env: &dyn Environment) -> Result<Se
                 }
             }
         }
-        SecretSource::File(path) => match std::fs::read_to_string(path) {
+        SecretSource::File(path) => {
+            let bytes = read_file_capped(path, MAX_SECRET_FILE_BYTES, "secret file")?;
+            let Ok(s) = String::from_utf8(bytes) else {
+                return Err(format!("secret file {} is not UTF-8 text", path.display()));
+            };
+            warn_if_world_readable(path);
             // One trailing newline is what `echo secret > file` leaves.
-            Ok(s) => {
-                warn_if_world_readable(path);
-                Secret::new(s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r'))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "cannot read secret file {}: {e}; check the path and that the exporter's \
-                     user may read it",
-                    path.display()
-                ))
-            }
-        },
+            Secret::new(s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r'))
+        }
     };
     if secret.is_blank() {
         return Err(match source {
@@ -982,31 +1250,122 @@ fn warn_if_world_readable(path: &Path) {
     let _ = path;
 }
 
+/// Checks a target's `url`. Messages show the URL without its userinfo
+/// (`user:password@`) and without query or fragment, whether or not it
+/// parses: they go to `--check-config`, the logs and `/-/reload` answers.
 fn check_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s.trim()).map_err(|e| {
-        format!("{s:?} is not a valid URL ({e}); write it like \"https://myvault.veevavault.com\"")
-    })?;
-    if url.scheme() != "https" && url.scheme() != "http" {
+    let shown = url_for_messages(s);
+    let creds = "contains credentials (user:password@); never put credentials in the URL, use the \
+                 *_env or *_file keys";
+    let url = match Url::parse(s.trim()) {
+        Ok(u) => u,
+        // Say first what matters most; the parser's own message does not
+        // quote the input.
+        Err(_) if has_userinfo(s) => return Err(format!("{shown:?} {creds}")),
+        Err(e) => {
+            return Err(format!(
+            "{shown:?} is not a valid URL ({e}); write it like \"https://myvault.veevavault.com\""
+        ))
+        }
+    };
+    // `u:pw@h` parses, as scheme `u`: still credentials.
+    let odd_scheme = url.scheme() != "https" && url.scheme() != "http";
+    if !url.username().is_empty() || url.password().is_some() || (odd_scheme && has_userinfo(s)) {
+        return Err(format!("{shown:?} {creds}"));
+    }
+    if odd_scheme {
         return Err(format!(
-            "{s:?} has scheme {:?}; use an https:// URL",
+            "{shown:?} has scheme {:?}; use an https:// URL",
             url.scheme()
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{s:?} has no host name"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "contains credentials; never put credentials in the URL, use the *_env or *_file keys"
-                .into(),
-        );
+        return Err(format!("{shown:?} has no host name"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "{s:?} has a query or fragment; give only the base URL"
+            "{shown:?} has a query or fragment; give only the base URL"
         ));
     }
     Ok(url)
+}
+
+/// True when `s` has an `@` before its query: userinfo, or what would be
+/// userinfo had it parsed.
+fn has_userinfo(s: &str) -> bool {
+    s.split(['?', '#']).next().unwrap_or("").contains('@')
+}
+
+/// `s` for error messages, even when it does not parse as a URL:
+/// everything after `://` up to the last `@` (userinfo; a password with a
+/// raw `/` in it too) becomes `***`, and query and fragment are dropped.
+pub fn url_for_messages(s: &str) -> String {
+    let s = s.trim();
+    let s = s.split(['?', '#']).next().unwrap_or("");
+    let (prefix, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), s),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, after)) => format!("{prefix}***@{after}"),
+        None => format!("{prefix}{rest}"),
+    }
+}
+
+/// Plain `http://` to a host that is not this machine: the password or key
+/// would travel in clear.
+fn plain_http_elsewhere(url: &Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d != "localhost" && !d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Warns about a plain-http target once per process (not again on every
+/// reload of an unchanged configuration); true when it warned.
+fn warn_plain_http_once(target: &str, url: &Url) -> bool {
+    static WARNED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    if !plain_http_elsewhere(url) {
+        return false;
+    }
+    let key = format!("{target} {url}");
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    // Bounded: a process sees few distinct targets; past that, keep quiet.
+    if warned.len() >= 10_000 || !warned.insert(key) {
+        return false;
+    }
+    tracing::warn!(
+        target = %target,
+        url = %url,
+        "target url is plain http:// to a host that is not this machine: the password or API key \
+         travels in clear; use https://"
+    );
+    true
+}
+
+/// A Vault `url` must be the base URL: the client adds `/api/{version}/...`
+/// itself, so a url already holding `/api` or `/api/v25.2` would call
+/// `/api/v25.2/api/v25.2/...` and fail with a puzzling 404.
+fn vault_url_has_api_path(url: &Url) -> bool {
+    let segs: Vec<&str> = url
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    segs.iter().enumerate().any(|(i, s)| {
+        s.eq_ignore_ascii_case("api")
+            && segs.get(i + 1).is_none_or(|next| {
+                next.strip_prefix(['v', 'V'])
+                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            })
+    })
 }
 
 fn valid_name(n: &str) -> bool {
@@ -1135,6 +1494,78 @@ password_env = "VAULT_PW"
     }
 
     #[test]
+    fn a_bad_default_is_reported_once_under_defaults() {
+        let two = format!("{VAULT}{}", VAULT.replace("name = \"v\"", "name = \"w\""));
+        let p = problems(&format!("[defaults]\npoll_interval = \"60\"\n{two}"));
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("test.toml: defaults.poll_interval: \"60\" is not a duration"),
+            "{p:?}"
+        );
+        // A target's own bad value is still its own; a bad default that a
+        // target overrides is still reported (the file is wrong either way).
+        let p = problems(&format!(
+            "[defaults]\napi_version = \"25\"\n{two}timeout = \"x\"\n"
+        ));
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(
+            p[0].starts_with("test.toml: defaults.api_version: \"25\" is not a Vault API version")
+        );
+        assert!(p[1].starts_with("test.toml: targets[1].timeout: \"x\" is not a duration"));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_every_other_problem() {
+        let toml = format!(
+            "[defaults]\ncolour = \"blue\"\nname = \"x\"\n{}pol_interval = \"1m\"\ntimeout = \"soon\"\n",
+            VAULT.replace("https://myvault.veevavault.com", "ftp://x")
+        );
+        let p = problems(&toml);
+        let expect = [
+            "test.toml: defaults.colour: unknown key; remove or correct it",
+            "test.toml: defaults.name: may not stand here; set it in each [[targets]] table",
+            "test.toml: targets[0].pol_interval: unknown key; did you mean `poll_interval`?",
+            "test.toml: targets[0].url: \"ftp://x\" has scheme \"ftp\"",
+            "test.toml: targets[0].timeout: \"soon\" is not a duration",
+        ];
+        for e in expect {
+            assert!(
+                p.iter().any(|x| x.starts_with(e)),
+                "missing {e:?} in {p:#?}"
+            );
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+        // A value of the wrong type stops the typed read, but the unknown
+        // keys found before are still listed with it.
+        let p = problems(&format!("{VAULT}colour = 1\nvault_id = \"x\"\n"));
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(
+            p[0].starts_with("test.toml: targets[0].colour: unknown key"),
+            "{p:?}"
+        );
+        assert_eq!(
+            p[1],
+            "test.toml: targets[0].vault_id: invalid type: string \"x\", expected an integer; \
+             correct the value"
+        );
+    }
+
+    #[test]
+    fn accepted_keys_come_from_the_structs() {
+        assert_eq!(
+            struct_fields::<RawExporter>(),
+            ["max_concurrent_requests", "log_level"]
+        );
+        assert_eq!(struct_fields::<RawSettings>().len(), 12);
+        assert!(struct_fields::<RawTarget>().contains(&"expired_window"));
+        assert_eq!(
+            closest("pasword_env", struct_fields::<RawTarget>()),
+            Some("password_env")
+        );
+        assert_eq!(closest("colour", struct_fields::<RawTarget>()), None);
+    }
+
+    #[test]
     fn max_concurrent_requests_is_checked_and_replaces_max_concurrent_polls() {
         let c = parse_str(
             &format!("[exporter]\nmax_concurrent_requests = 4\n{VAULT}"),
@@ -1179,7 +1610,7 @@ password_env = "EMPTY"
             "test.toml: targets[0].password_env: environment variable MISSING is not set",
             "test.toml: targets[0].api_version: \"25.2\" is not a Vault API version",
             "test.toml: targets[1].name: duplicate target name \"a\"",
-            "test.toml: targets[1].url: contains credentials",
+            "test.toml: targets[1].url: \"https://***@host\" contains credentials",
             "test.toml: targets[1].password_env: environment variable EMPTY is empty",
         ];
         for e in expect {
@@ -1189,6 +1620,100 @@ password_env = "EMPTY"
             );
         }
         assert_eq!(p.len(), expect.len(), "{p:#?}");
+    }
+
+    #[test]
+    fn userinfo_of_a_url_is_never_shown() {
+        for (url, shown) in [
+            (
+                "http://u:pw@h:99999",
+                "\"http://***@h:99999\" contains credentials",
+            ),
+            ("http://u:pw@", "\"http://***@\" contains credentials"),
+            ("ftp://u:pw@h/", "\"ftp://***@h/\" contains credentials"),
+            (
+                "https://u:pw@h/x?token=t0k",
+                "\"https://***@h/x\" contains credentials",
+            ),
+            ("http://u:p/w@h", "\"http://***@h\" contains credentials"),
+            ("u:pw@h", "\"***@h\" contains credentials"),
+            (
+                "https://h/x?token=t0k",
+                "\"https://h/x\" has a query or fragment",
+            ),
+            (
+                "http://h:99999",
+                "\"http://h:99999\" is not a valid URL (invalid port number)",
+            ),
+        ] {
+            let toml = VAULT.replace("https://myvault.veevavault.com", url);
+            let p = problems(&toml);
+            assert_eq!(p.len(), 1, "{url}: {p:?}");
+            assert!(
+                p[0].starts_with(&format!("test.toml: targets[0].url: {shown}")),
+                "{url}: {p:?}"
+            );
+            for secret in ["pw", "p/w", "t0k"] {
+                assert!(!p[0].contains(secret), "{url}: {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_vault_url_with_the_api_path_is_refused() {
+        for url in [
+            "https://myvault.veevavault.com/api",
+            "https://myvault.veevavault.com/api/",
+            "https://myvault.veevavault.com/api/v25.2",
+            "https://gw.example.com/vault1/API/v24.1/services/file_staging/upload",
+        ] {
+            let p = problems(&VAULT.replace("https://myvault.veevavault.com", url));
+            assert_eq!(p.len(), 1, "{url}: {p:?}");
+            assert!(
+                p[0].contains("already holds /api/...; give the base URL of the Vault"),
+                "{url}: {p:?}"
+            );
+        }
+        assert!(problems(&VAULT.replace(
+            "https://myvault.veevavault.com",
+            "https://gw.example.com/api-gateway/vault/"
+        ))
+        .is_empty());
+        assert!(problems(&VAULT.replace(
+            "https://myvault.veevavault.com",
+            "https://gw.example.com/api/vault/"
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn plain_http_to_another_host_is_warned_about_once() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        for far in [
+            "http://10.0.0.1",
+            "http://vault.example.com",
+            "http://[2001:db8::1]:8080",
+        ] {
+            assert!(plain_http_elsewhere(&u(far)), "{far}");
+        }
+        for near in [
+            "https://vault.example.com",
+            "http://127.0.0.1:9",
+            "http://127.8.0.1",
+            "http://localhost:1",
+            "http://LOCALHOST./",
+            "http://a.localhost",
+            "http://[::1]:5",
+        ] {
+            assert!(!plain_http_elsewhere(&u(near)), "{near}");
+        }
+        let url = u("http://10.9.8.7:1234");
+        assert!(warn_plain_http_once("warn-once-test", &url));
+        assert!(!warn_plain_http_once("warn-once-test", &url));
+        assert!(!warn_plain_http_once(
+            "warn-once-test-2",
+            &u("http://127.0.0.1")
+        ));
     }
 
     #[test]

@@ -1,27 +1,57 @@
 //! `--demo`: the simulator in-process on a loopback port, and
 //! `config/demo.toml` pointed at it.
+//!
+//! The simulator is its own crate (`upload_session_sim`), compiled in only with
+//! the default-on `demo` feature; a build without it answers `--demo` with
+//! [`DemoError::NotBuiltIn`].
 
 use crate::config::{self, Config, Environment};
-use crate::sim::{SimConfig, SimError, Simulator};
 
 /// The demo configuration, as shipped in `config/demo.toml`.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 /// Where `config/demo.toml` expects a separately started simulator.
 pub const DEMO_SIM_URL: &str = "http://127.0.0.1:10158";
-/// The simulator's demo password (documented in the README; not a secret).
+/// The simulator's demo password (documented in docs/simulator.md; not a secret).
 pub const DEMO_PASSWORD: &str = "demo";
 /// The simulator's demo deepset API key (documented; not a secret).
-pub const DEMO_API_KEY: &str = crate::sim::deepset::DEMO_API_KEY;
+pub const DEMO_API_KEY: &str = "demo-api-key";
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The simulator did not start.
     #[error("{0}")]
-    Sim(#[from] SimError),
+    Sim(String),
     /// The bundled demo configuration is invalid (a bug).
     #[error("{0}")]
     Config(#[from] config::ConfigError),
+    /// This binary was built without the `demo` feature.
+    #[error(
+        "this build has no built-in simulator (built with --no-default-features); \
+         rebuild with the default features for --demo, or run upload_session_sim and \
+         point --config.file at config/demo.toml"
+    )]
+    NotBuiltIn,
+}
+
+/// The running demo simulator; it stops when dropped.
+pub struct Demo {
+    #[cfg(feature = "demo")]
+    sim: upload_session_sim::Simulator,
+    base_url: String,
+}
+
+impl Demo {
+    /// The simulator's base URL (`http://127.0.0.1:PORT`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Stops the simulator and waits for its connections to close.
+    pub async fn shutdown(self) {
+        #[cfg(feature = "demo")]
+        self.sim.shutdown().await;
+    }
 }
 
 struct DemoEnv;
@@ -38,14 +68,38 @@ impl Environment for DemoEnv {
 
 /// Starts the demo simulator on a free loopback port and returns it with a
 /// configuration that points at it.
-pub async fn start() -> Result<(Simulator, Config), DemoError> {
-    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimConfig::demo()).await?;
-    let config = config_for(&sim.base_url())?;
-    Ok((sim, config))
+#[cfg(feature = "demo")]
+pub async fn start() -> Result<(Demo, Config), DemoError> {
+    use upload_session_sim::{SimConfig, Simulator};
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimConfig::demo())
+        .await
+        .map_err(|e| DemoError::Sim(e.to_string()))?;
+    let base_url = sim.base_url();
+    let config = config_for(&base_url)?;
+    Ok((Demo { sim, base_url }, config))
+}
+
+/// Without the `demo` feature there is no simulator to start.
+#[cfg(not(feature = "demo"))]
+pub async fn start() -> Result<(Demo, Config), DemoError> {
+    Err(DemoError::NotBuiltIn)
 }
 
 /// The demo configuration for a simulator at `base_url`.
 pub fn config_for(base_url: &str) -> Result<Config, config::ConfigError> {
     let toml = DEMO_TOML.replace(DEMO_SIM_URL, base_url);
     config::parse_str(&toml, "config/demo.toml (built in)", &DemoEnv)
+}
+
+#[cfg(all(test, feature = "demo"))]
+mod tests {
+    /// The constants the docs and config/demo.toml use are the simulator's own.
+    #[test]
+    fn demo_credentials_are_the_simulators() {
+        assert_eq!(
+            super::DEMO_API_KEY,
+            upload_session_sim::deepset::DEMO_API_KEY
+        );
+        assert_eq!(super::DEMO_PASSWORD, upload_session_sim::DEMO_PASSWORD);
+    }
 }

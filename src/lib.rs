@@ -11,8 +11,11 @@
 //!   stall detection and renders the target's series;
 //! - [`metrics`] defines every metric family and assembles `/metrics`;
 //! - [`server`] serves the prepared bytes; [`app`] wires it all together;
-//! - [`report`] is the `sessions` terminal view;
-//! - [`sim`] is a simulator of the upstream APIs for `--demo` and tests.
+//! - [`report`] is the `sessions` terminal view; [`sessions`] is the row
+//!   model it shares with the `/sessions` page and `/api/v1/sessions`, which
+//!   render what the poller keeps on its board; [`text`] cuts upstream text;
+//! - [`demo`] starts the simulator (crate `upload_session_sim`, feature
+//!   `demo`) for `--demo`.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -22,10 +25,12 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poller;
+pub mod readiness;
 pub mod report;
 pub mod secret;
 pub mod server;
+pub mod sessions;
 pub mod shard;
-pub mod sim;
+pub mod text;
 pub mod upstream;
 pub mod web;

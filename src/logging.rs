@@ -82,7 +82,7 @@ impl LogControl {
     pub fn set(&self, level: Option<LogLevel>) {
         let level = level.unwrap_or(self.flag);
         if self.handle.reload(filter(level)).is_ok() {
-            tracing::debug!(level = level.as_str(), "log level set");
+            tracing::debug!(log_level = level.as_str(), "log level set");
         }
     }
 }
@@ -95,8 +95,7 @@ pub fn init(level: LogLevel, format: LogFormat) -> Option<LogControl> {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
+                    .event_format(Json)
                     .with_writer(std::io::stderr),
             )
             .try_init(),
@@ -146,6 +145,129 @@ where
             write!(w, " {k}={}", quote(&val))?;
         }
         writeln!(w)
+    }
+}
+
+/// A JSON event formatter: one object per line, every key once.
+///
+/// The keys are those tracing-subscriber's JSON layer used (`timestamp`,
+/// `level`, `message`, then the event's fields), except that the module path
+/// is `module`: as `target` it repeated the key of the failing target's name,
+/// and jq, Python, Loki and Vector keep only the last of two equal keys. A
+/// field whose name is taken gets a `_2`, `_3`... suffix instead.
+pub struct Json;
+
+impl<S, N> FormatEvent<S, N> for Json
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ts = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let meta = event.metadata();
+        let mut v = JsonFields::default();
+        event.record(&mut v);
+        let mut obj = UniqueKeys::default();
+        obj.push("timestamp", serde_json::Value::String(ts));
+        obj.push("level", serde_json::Value::String(meta.level().to_string()));
+        if let Some(msg) = v.message {
+            obj.push("message", msg);
+        }
+        for (k, val) in v.fields {
+            obj.push(k, val);
+        }
+        obj.push(
+            "module",
+            serde_json::Value::String(meta.target().to_string()),
+        );
+        obj.write(&mut w)
+    }
+}
+
+/// An object that never repeats a key, in the order the keys came.
+#[derive(Default)]
+struct UniqueKeys {
+    entries: Vec<(String, serde_json::Value)>,
+}
+
+impl UniqueKeys {
+    fn push(&mut self, key: &str, value: serde_json::Value) {
+        let taken = |name: &str| self.entries.iter().any(|(k, _)| k == name);
+        let mut name = key.to_string();
+        let mut n = 2;
+        while taken(&name) {
+            name = format!("{key}_{n}");
+            n += 1;
+        }
+        self.entries.push((name, value));
+    }
+
+    fn write(&self, w: &mut Writer<'_>) -> fmt::Result {
+        w.write_char('{')?;
+        for (i, (k, v)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                w.write_char(',')?;
+            }
+            // Strings and values serialize infallibly; `Value`'s Display is JSON.
+            write!(w, "{}:{v}", serde_json::Value::String(k.clone()))?;
+        }
+        w.write_str("}\n")
+    }
+}
+
+/// Event fields as JSON values (numbers and booleans stay typed).
+#[derive(Default)]
+struct JsonFields {
+    message: Option<serde_json::Value>,
+    fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl JsonFields {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name() == "message" {
+            self.message = Some(value);
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let v = serde_json::Number::from_f64(value)
+            .map_or_else(|| value.to_string().into(), serde_json::Value::Number);
+        self.put(field, v);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, value.to_string().into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
     }
 }
 

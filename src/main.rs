@@ -73,6 +73,10 @@ struct Cli {
     /// Enable POST /-/reload (re-read the configuration, like SIGHUP).
     #[arg(long = "web.enable-lifecycle")]
     enable_lifecycle: bool,
+    /// Do not serve /sessions and /api/v1/sessions (they show file names and
+    /// owners to whoever may scrape /metrics).
+    #[arg(long = "web.disable-sessions-page")]
+    disable_sessions_page: bool,
     /// Poll only this replica's share of the targets: INDEX/COUNT, or
     /// ordinal/COUNT to take INDEX from the host name (StatefulSet pods).
     #[arg(
@@ -166,7 +170,7 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     let config = if cli.demo {
         match demo::start().await {
             Ok((sim, config)) => {
-                let url = sim.base_url();
+                let url = sim.base_url().to_string();
                 loader = Some(Arc::new(move || {
                     demo::config_for(&url).map_err(|e| e.to_string())
                 }));
@@ -174,12 +178,21 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
                 config
             }
             Err(e) => {
-                eprintln!("upload_session_exporter: cannot start the demo simulator: {e}");
+                eprintln!("upload_session_exporter: --demo: {e}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        match load_config(cli.config_file.as_deref()) {
+        // Blocking reads, off the runtime.
+        let file = cli.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_config(file.as_deref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(format!(
+                    "upload_session_exporter: reading the configuration failed: {e}"
+                ))
+            });
+        match loaded {
             Ok(c) => {
                 if let Some(path) = c.source.clone() {
                     loader = Some(Arc::new(move || {
@@ -210,6 +223,17 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     }
 
     if let Some(Command::Sessions { target }) = &cli.command {
+        let config = match share(&config, shard, target.as_deref()) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("upload_session_exporter: {msg}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if config.targets.is_empty() {
+            eprintln!("upload_session_exporter: {}", none_owned(shard));
+            return ExitCode::SUCCESS;
+        }
         return match report::sessions(&config, target.as_deref()).await {
             Ok(reports) => {
                 let mut ok = true;
@@ -236,6 +260,16 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     }
 
     if cli.once {
+        let config = match share(&config, shard, None) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("upload_session_exporter: {msg}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if config.targets.is_empty() {
+            eprintln!("upload_session_exporter: {}", none_owned(shard));
+        }
         let (text, failed) = app::poll_all_once(&config).await;
         print!("{text}");
         for (target, err) in &failed {
@@ -248,6 +282,9 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
         };
     }
 
+    // Registered before the server starts: a SIGTERM sent as soon as the
+    // address is announced must stop us cleanly, not kill us by default.
+    let signals = Signals::register();
     let shutdown = CancellationToken::new();
     let exporter = match Exporter::start(
         config,
@@ -264,6 +301,7 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
                 idle_timeout: server::IDLE_TIMEOUT,
                 max_connections: cli.max_connections,
             },
+            sessions_page: !cli.disable_sessions_page,
         },
         shutdown.clone(),
     )
@@ -277,32 +315,70 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     };
     if cli.demo {
         eprintln!(
-            "upload_session_exporter: demo running; try: curl http://127.0.0.1:{}{}",
+            // The curl URL ends the line: scripts (and tests) take it from there.
+            "upload_session_exporter: demo running; {}try: curl http://127.0.0.1:{}{}",
+            if cli.disable_sessions_page {
+                String::new()
+            } else {
+                format!(
+                    "open http://127.0.0.1:{}/sessions in a browser, or ",
+                    exporter.addr().port()
+                )
+            },
             exporter.addr().port(),
-            cli.telemetry_path
+            cli.telemetry_path,
         );
     }
-    run_until_stopped(&exporter).await;
+    run_until_stopped(&exporter, signals).await;
     tracing::info!("shutting down");
     exporter.stop().await;
     ExitCode::SUCCESS
 }
 
+/// SIGINT, SIGTERM and SIGHUP streams, taken before anything is announced.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(int), Ok(term), Ok(hup)) => Some((int, term, hup)),
+                _ => {
+                    tracing::warn!("cannot listen for signals; stop with Ctrl-C");
+                    None
+                }
+            };
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
 /// Reloads on SIGHUP; returns on SIGINT or SIGTERM.
-async fn run_until_stopped(exporter: &Exporter) {
+async fn run_until_stopped(exporter: &Exporter, signals: Signals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let Some((mut int, mut term, mut hup)) = signals.streams else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return,
+                _ = int.recv() => return,
                 _ = term.recv() => return,
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
@@ -314,8 +390,36 @@ async fn run_until_stopped(exporter: &Exporter) {
     }
     #[cfg(not(unix))]
     {
-        let _ = exporter;
+        let _ = (exporter, signals);
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The configuration with only this replica's share of the targets, for
+/// `--once` and `sessions` (the server filters by itself, since a reload
+/// needs every target). Asking `sessions` for another replica's target is an
+/// error that names its replica.
+fn share(config: &Config, shard: Option<Shard>, only: Option<&str>) -> Result<Config, String> {
+    let Some(shard) = shard else {
+        return Ok(config.clone());
+    };
+    if let Some(name) = only {
+        if config.targets.iter().any(|t| t.name == name) && !shard.owns(name) {
+            return Err(format!(
+                "target {name:?} is polled by shard {}, not by this one ({shard})",
+                shard.owner_of(name)
+            ));
+        }
+    }
+    let mut config = config.clone();
+    config.targets.retain(|t| shard.owns(&t.name));
+    Ok(config)
+}
+
+fn none_owned(shard: Option<Shard>) -> String {
+    match shard {
+        Some(s) => format!("shard {s} polls none of the configured targets"),
+        None => "no targets configured".to_string(),
     }
 }
 

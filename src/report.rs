@@ -5,9 +5,11 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, TargetConfig};
-use crate::model::{now_millis, Session, SessionState, UnixMillis};
-use crate::poller::history::{History, Judgement, Rules};
+use crate::model::{now_millis, Session, UnixMillis};
+use crate::poller::history::{History, Rules};
 use crate::poller::Source;
+pub use crate::sessions::{bytes, short_duration};
+use crate::sessions::{clean, cut_end, cut_start, percent, Row, MAX_TEXT_CHARS};
 use crate::upstream::RequestLimiter;
 
 /// The report of one target.
@@ -55,205 +57,424 @@ pub async fn sessions(config: &Config, only: Option<&str>) -> Result<Vec<TargetR
     Ok(reports)
 }
 
-/// The table of one target's sessions, most urgent first.
+/// Width of the table when the terminal's is not known (`COLUMNS`).
+pub const DEFAULT_WIDTH: usize = 100;
+
+/// The table width: `COLUMNS` when the shell exports it, else 100.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| (40..=1000).contains(w))
+        .unwrap_or(DEFAULT_WIDTH)
+}
+
+/// The table of one target's sessions, most urgent first, fitted to the
+/// terminal's width (100 columns unless `COLUMNS` says otherwise).
 pub fn render(t: &TargetConfig, sessions: &[Session], now: UnixMillis) -> String {
+    render_width(t, sessions, now, terminal_width())
+}
+
+/// How a column gives way when the table is too wide.
+#[derive(Clone, Copy, PartialEq)]
+enum Fit {
+    /// Always shown at its natural width.
+    Keep,
+    /// Shown unless the table does not fit; dropped in increasing order.
+    Drop(u8),
+    /// Takes what is left, cut at the end down to this width.
+    CutEnd(usize),
+    /// Takes what is left, cut at the start (paths keep their file name).
+    CutStart(usize),
+}
+
+/// [`render`] for a given width.
+pub fn render_width(
+    t: &TargetConfig,
+    sessions: &[Session],
+    now: UnixMillis,
+    width: usize,
+) -> String {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let rules = Rules {
         stall_after_ms: ms(t.stall_after),
         at_risk_horizon_ms: ms(t.at_risk_horizon),
     };
     let (judgements, _) = History::default().update(sessions, now, rules);
-    let mut rows: Vec<(&Session, Judgement)> = sessions.iter().zip(judgements).collect();
-    // Urgent first: stalled/at risk, then by expiry.
-    rows.sort_by_key(|(s, j)| (!(j.stalled || j.at_risk), s.expires.unwrap_or(i64::MAX)));
+    let kind = t.kind.label();
+    let mut rows: Vec<Row> = sessions
+        .iter()
+        .zip(judgements)
+        .map(|(s, j)| Row::new(&t.name, kind, s, j, now))
+        .collect();
+    rows.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{} ({}): {} session(s)",
-        t.name,
-        t.kind.label(),
+        clean(&cut_end(&t.name, MAX_TEXT_CHARS)),
+        kind,
         sessions.len()
     );
     if sessions.is_empty() {
         return out;
     }
-    let vault = t.kind.label() == "vault";
-    let header: Vec<&str> = if vault {
-        vec![
-            "OWNER",
-            "FILE",
-            "PROGRESS",
-            "UPLOADED",
-            "SIZE",
-            "RATE",
-            "ETA",
-            "EXPIRES IN",
-            "STATE",
-        ]
+    let dash = || "-".to_string();
+    let expires = |r: &Row| r.expires_in_ms.map_or_else(dash, short_duration);
+    let (columns, cells): (Vec<(&str, Fit)>, Vec<Vec<String>>) = if kind == "vault" {
+        let cols = vec![
+            ("OWNER", Fit::CutEnd(12)),
+            ("FILE", Fit::CutStart(24)),
+            ("PROGRESS", Fit::Keep),
+            ("UPLOADED", Fit::Drop(1)),
+            ("SIZE", Fit::Drop(0)),
+            ("RATE", Fit::Drop(2)),
+            ("ETA", Fit::Keep),
+            ("EXPIRES IN", Fit::Keep),
+            ("STATE", Fit::Keep),
+        ];
+        let cells = rows
+            .iter()
+            .map(|r| {
+                let s = r.session;
+                vec![
+                    r.owner_label(),
+                    s.path.clone().unwrap_or_default(),
+                    r.progress.map_or_else(dash, percent),
+                    bytes(s.uploaded),
+                    s.size.map_or_else(dash, bytes),
+                    r.rate
+                        .map_or_else(dash, |v| format!("{}/s", bytes(v as u64))),
+                    r.eta_ms.map_or_else(dash, short_duration),
+                    expires(r),
+                    r.state_label(),
+                ]
+            })
+            .collect();
+        (cols, cells)
     } else {
-        vec![
-            "OWNER",
-            "SESSION",
-            "FILES",
-            "FINISHED",
-            "FAILED",
-            "PENDING",
-            "EXPIRES IN",
-            "STATE",
-        ]
+        let cols = vec![
+            ("OWNER", Fit::CutEnd(16)),
+            ("SESSION", Fit::CutEnd(13)),
+            ("FILES", Fit::Keep),
+            ("FINISHED", Fit::Keep),
+            ("FAILED", Fit::Keep),
+            ("PENDING", Fit::Keep),
+            ("EXPIRES IN", Fit::Keep),
+            ("STATE", Fit::Keep),
+        ];
+        let cells = rows
+            .iter()
+            .map(|r| {
+                let s = r.session;
+                let f = s.files.unwrap_or_default();
+                let n = |v: u64| {
+                    if s.files.is_some() {
+                        v.to_string()
+                    } else {
+                        dash()
+                    }
+                };
+                vec![
+                    r.owner_label(),
+                    s.id.clone(),
+                    n(f.total),
+                    n(f.finished),
+                    n(f.failed),
+                    n(f.pending()),
+                    expires(r),
+                    r.state_label(),
+                ]
+            })
+            .collect();
+        (cols, cells)
     };
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for (s, j) in rows {
-        let owner = match &s.owner_name {
-            Some(n) => format!("{n} ({})", s.owner_id),
-            None => s.owner_id.clone(),
-        };
-        let expires = s
-            .expires
-            .map_or_else(|| "-".into(), |e| short_duration(e.saturating_sub(now)));
-        let state = state_word(s, &j);
-        if vault {
-            let size = s.size.unwrap_or(0);
-            let progress = if size > 0 {
-                format!("{:.1}%", s.uploaded as f64 * 100.0 / size as f64)
-            } else {
-                "-".into()
-            };
-            let remaining = size.saturating_sub(s.uploaded);
-            let (rate, eta) = match j.rate {
-                Some(r) if r > 0.0 => (
-                    format!("{}/s", bytes(r as u64)),
-                    if remaining == 0 {
-                        "-".into()
-                    } else {
-                        short_duration((remaining as f64 / r * 1000.0) as i64)
-                    },
-                ),
-                _ => (
-                    "-".into(),
-                    if remaining == 0 {
-                        "-".into()
-                    } else {
-                        "never".into()
-                    },
-                ),
-            };
-            table.push(vec![
-                owner,
-                s.path.clone().unwrap_or_default(),
-                progress,
-                bytes(s.uploaded),
-                bytes(size),
-                rate,
-                eta,
-                expires,
-                state,
-            ]);
-        } else {
-            let f = s.files.unwrap_or_default();
-            let known = s.files.is_some();
-            let n = |v: u64| if known { v.to_string() } else { "-".into() };
-            table.push(vec![
-                owner,
-                s.id.clone(),
-                n(f.total),
-                n(f.finished),
-                n(f.failed),
-                n(f.pending()),
-                expires,
-                state,
-            ]);
-        }
-    }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| {
-            table
+    table(&mut out, &columns, cells, width);
+    out
+}
+
+/// Writes a table fitted to `width`: upstream text is cleaned of control
+/// characters, droppable columns go (lowest first) until the cut columns
+/// fit at their minimum, and the cut columns share what is left. Padding is
+/// written by hand: a formatter width taken from upstream data can panic.
+fn table(out: &mut String, columns: &[(&str, Fit)], cells: Vec<Vec<String>>, width: usize) {
+    let cells: Vec<Vec<String>> = cells
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .zip(columns)
+                .map(|(c, (_, fit))| match fit {
+                    Fit::CutStart(_) => clean(&cut_start(c, MAX_TEXT_CHARS)),
+                    _ => clean(&cut_end(c, MAX_TEXT_CHARS)),
+                })
+                .collect()
+        })
+        .collect();
+    let natural: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(c, (h, _))| {
+            cells
                 .iter()
-                .map(|r| r[c].chars().count())
+                .map(|r| r.get(c).map_or(0, |v| v.chars().count()))
+                .chain([h.chars().count()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "  {}", line.join("  ").trim_end());
-    }
-    out
-}
-
-fn state_word(s: &Session, j: &Judgement) -> String {
-    let mut words = Vec::new();
-    if j.stalled {
-        words.push("stalled");
-    }
-    if j.at_risk {
-        words.push("at risk");
-    }
-    if j.awaiting_commit {
-        words.push("awaiting commit");
-    }
-    if words.is_empty() {
-        words.push(s.state.as_str());
-    } else if s.state != SessionState::Active {
-        words.insert(0, s.state.as_str());
-    }
-    words.join(", ")
-}
-
-/// 1536 → "1.5 KiB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
-/// Milliseconds as "2d 3h", "5m 10s", "-1h 2m" (past).
-pub fn short_duration(ms: i64) -> String {
-    let sign = if ms < 0 { "-" } else { "" };
-    let secs = ms.unsigned_abs() / 1000;
-    let (d, h, m, s) = (
-        secs / 86400,
-        secs % 86400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-    );
-    let body = if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {s}s")
-    } else {
-        format!("{s}s")
+    let min_of = |c: usize| match columns[c].1 {
+        Fit::CutEnd(m) | Fit::CutStart(m) => natural[c].min(m.max(columns[c].0.len())),
+        _ => natural[c],
     };
-    format!("{sign}{body}")
+    let needed = |shown: &[usize]| {
+        2 + shown.iter().map(|&c| min_of(c)).sum::<usize>() + 2 * shown.len().saturating_sub(1)
+    };
+    let mut shown: Vec<usize> = (0..columns.len()).collect();
+    while needed(&shown) > width {
+        let victim = shown
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &c)| match columns[c].1 {
+                Fit::Drop(p) => Some((p, i)),
+                _ => None,
+            })
+            .min();
+        match victim {
+            Some((_, i)) => {
+                shown.remove(i);
+            }
+            None => break,
+        }
+    }
+    // What is left goes to the cut columns, in column order.
+    let mut widths: Vec<usize> = shown.iter().map(|&c| min_of(c)).collect();
+    let mut spare = width.saturating_sub(needed(&shown));
+    for (i, &c) in shown.iter().enumerate() {
+        if matches!(columns[c].1, Fit::CutEnd(_) | Fit::CutStart(_)) {
+            let more = natural[c].saturating_sub(widths[i]).min(spare);
+            widths[i] += more;
+            spare -= more;
+        }
+    }
+    let mut line = |cells: Vec<String>| {
+        let mut l = String::from("  ");
+        for (i, &c) in shown.iter().enumerate() {
+            let w = widths[i];
+            let v = cells.get(c).map_or("", |s| s.as_str());
+            let v = match columns[c].1 {
+                Fit::CutStart(_) => cut_start(v, w),
+                _ => cut_end(v, w),
+            };
+            if i > 0 {
+                l.push_str("  ");
+            }
+            let n = v.chars().count();
+            l.push_str(&v);
+            l.extend(std::iter::repeat_n(' ', w.saturating_sub(n)));
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(columns.iter().map(|(h, _)| h.to_string()).collect());
+    for row in cells {
+        line(row);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{DeepsetConfig, KindConfig, Pagination, VaultConfig, DEFAULT_CLIENT_ID};
+    use crate::model::{FileCounts, SessionState};
+    use crate::secret::Secret;
+    use std::time::Duration;
+
+    const MIN: i64 = 60_000;
+    const NOW: i64 = 1_000_000 * MIN;
+
+    fn target(kind: KindConfig) -> TargetConfig {
+        TargetConfig {
+            name: "t".into(),
+            url: "https://v.example.com".parse().unwrap(),
+            poll_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            stall_after: Duration::from_secs(1800),
+            stale_after: Duration::from_secs(300),
+            at_risk_horizon: Duration::from_secs(3600),
+            burst_limit_share: 0.05,
+            burst_limit_reserve: 0.1,
+            ca_pem: None,
+            tls_insecure_skip_verify: false,
+            max_response_bytes: 1 << 20,
+            kind,
+        }
+    }
+
+    fn vault() -> TargetConfig {
+        target(KindConfig::Vault(VaultConfig {
+            api_version: "v25.2".into(),
+            username: "u".into(),
+            password: Secret::new("p"),
+            client_id: DEFAULT_CLIENT_ID.into(),
+            vault_id: None,
+            resolve_owner_names: false,
+        }))
+    }
+
+    fn deepset() -> TargetConfig {
+        target(KindConfig::Deepset(DeepsetConfig {
+            workspace: "default".into(),
+            api_key: Secret::new("k"),
+            pagination: Pagination::Cursor,
+            expired_window: Duration::from_secs(86400),
+        }))
+    }
+
+    /// A Vault session as the demo has them: `uploaded` of `size` bytes,
+    /// the last part `idle_min` minutes ago.
+    fn upload(path: &str, uploaded: u64, size: u64, idle_min: i64) -> Session {
+        Session {
+            id: path.into(),
+            owner_id: "10001402".into(),
+            owner_name: None,
+            path: Some(path.into()),
+            state: SessionState::Active,
+            size: Some(size),
+            uploaded,
+            parts: 1,
+            created: Some(NOW - 600 * MIN),
+            expires: Some(NOW + 3 * 24 * 60 * MIN),
+            last_upload: Some(NOW - idle_min * MIN),
+            files: None,
+        }
+    }
+
+    fn closed(id: &str, total: u64, finished: u64) -> Session {
+        Session {
+            id: id.into(),
+            owner_id: "3b9e2c1a-5d4f-4e8a-b7c6-0a1b2c3d4e02".into(),
+            owner_name: Some("Aiko Tanaka".into()),
+            path: None,
+            state: SessionState::Closed,
+            size: None,
+            uploaded: 0,
+            parts: 0,
+            created: Some(NOW - 48 * 60 * MIN),
+            expires: Some(NOW - 23 * 60 * MIN),
+            last_upload: None,
+            files: Some(FileCounts {
+                total,
+                finished,
+                failed: 0,
+            }),
+        }
+    }
 
     #[test]
-    fn human_units() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(40 * 1024 * 1024 * 1024), "40.0 GiB");
-        assert_eq!(short_duration(93_600_000 + 120_000), "1d 2h");
-        assert_eq!(short_duration(3_720_000), "1h 2m");
-        assert_eq!(short_duration(65_000), "1m 5s");
-        assert_eq!(short_duration(-7_200_000), "-2h 0m");
+    fn the_vault_table_fits_100_columns() {
+        let sessions = [
+            upload(
+                "/u10001403/Training/Investigator-Training-009.mov",
+                640 << 20,
+                1_400_000_000,
+                45,
+            ),
+            upload(
+                "/u10001401/Cholecap-2026/Site-Binder-002.pdf",
+                4_600_000_000,
+                11_600_000_000,
+                1,
+            ),
+            upload(
+                "/u10001404/eTMF-Migration/Imaging-Batch-010.zip",
+                0,
+                30_000_000_000,
+                0,
+            ),
+        ];
+        let out = render_width(&vault(), &sessions, NOW, 100);
+        for line in out.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "{} wide: {line}\n{out}",
+                line.chars().count()
+            );
+        }
+        let header = out.lines().nth(1).unwrap();
+        assert!(
+            header.contains("FILE") && header.contains("ETA") && header.contains("EXPIRES IN"),
+            "{out}"
+        );
+        assert!(
+            !header.contains("SIZE"),
+            "the least useful column goes first:\n{out}"
+        );
+        // Paths are cut from the left: the file name stays.
+        let stalled = out
+            .lines()
+            .find(|l| l.contains("Training-009.mov"))
+            .unwrap();
+        assert!(stalled.contains("…"), "{out}");
+        assert!(!stalled.contains("/u10001403/Training/"), "{out}");
+        // Stalled: no ETA; the new 0-byte session: no rate and no "never".
+        assert!(stalled.trim_end().ends_with("stalled"), "{stalled}");
+        let cols: Vec<&str> = stalled
+            .split("  ")
+            .filter(|c| !c.trim().is_empty())
+            .collect();
+        assert_eq!(
+            cols[cols.len() - 3].trim(),
+            "-",
+            "ETA of a stalled session: {stalled}"
+        );
+        assert!(!out.contains("never"), "{out}");
+        // A wide terminal gets every column.
+        let wide = render_width(&vault(), &sessions, NOW, 200);
+        assert!(wide.lines().nth(1).unwrap().contains("SIZE"), "{wide}");
+        assert!(
+            wide.contains("/u10001403/Training/Investigator-Training-009.mov"),
+            "{wide}"
+        );
+    }
+
+    #[test]
+    fn closed_deepset_sessions_by_ingestion_without_negative_expiry() {
+        let mut open = closed("open-1", 0, 0);
+        open.state = SessionState::Open;
+        open.expires = Some(NOW + 24 * 60 * MIN);
+        let sessions = [
+            closed("done-1", 5, 5),
+            closed("pending-1", 6, 0),
+            open,
+            closed("half-1", 4, 2),
+        ];
+        let out = render_width(&deepset(), &sessions, NOW, 100);
+        assert!(!out.contains(" -2"), "no negative expiry:\n{out}");
+        let pos = |id: &str| out.find(id).unwrap();
+        assert!(pos("open-1") < pos("pending-1"), "{out}");
+        assert!(pos("pending-1") < pos("half-1"), "{out}");
+        assert!(pos("half-1") < pos("done-1"), "{out}");
+        let open_line = out.lines().find(|l| l.contains("open-1")).unwrap();
+        assert!(open_line.contains("1d 0h"), "{open_line}");
+        for line in out.lines() {
+            assert!(line.chars().count() <= 100, "{line}");
+        }
+    }
+
+    #[test]
+    fn huge_upstream_strings_do_not_panic() {
+        let huge = "x".repeat(100 * 1024);
+        let mut s = upload(&format!("/u1/{huge}.bin"), 1, 2, 0);
+        s.owner_name = Some(format!("{huge}\u{1b}[2J"));
+        let out = render_width(&vault(), &[s.clone()], NOW, 100);
+        assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
+        assert!(!out.contains('\u{1b}'));
+        let mut d = closed(&huge, 1, 0);
+        d.owner_id = huge.clone();
+        let out = render_width(&deepset(), &[d], NOW, 100);
+        assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
+        // Even an absurd terminal width pads by hand, not with a formatter
+        // width.
+        let out = render_width(&vault(), &[s], NOW, 1_000_000);
+        assert!(out.contains(".bin"));
     }
 }

@@ -3,7 +3,7 @@
 //! encoding: everything was rendered by the poll.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +19,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::exposition::{Exposition, VERSION};
-use crate::poller::Readiness;
+use crate::readiness::Readiness;
 use crate::web::{Auth, WebConfig, WebConfigWatcher};
 
 mod guard;
+pub mod negotiate;
 pub mod sendfile;
 
-use guard::{Guarded, HeadSeen};
+use guard::{ConnState, Connections, Guarded};
 use sendfile::ZeroCopy;
 
 /// The content type Prometheus expects for the text format.
@@ -59,14 +60,19 @@ pub struct ServerState {
     pub limits: Limits,
     /// Bytes of gzip pages sent with `sendfile` (see [`sendfile`]).
     pub zero_copy_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The sessions of the last polls for `/sessions` and
+    /// `/api/v1/sessions`; `None` when `--web.disable-sessions-page`.
+    pub sessions: Option<Arc<crate::poller::board::Board>>,
 }
 
 /// Protection against slow, idle or too many clients (slowloris): a
 /// request's headers must arrive within `header_read_timeout` of its first
-/// byte (of the accept, for a connection's first request), a connection
-/// with nothing moving for `idle_timeout` is closed, and at most
-/// `max_connections` are open; further ones wait in the kernel's backlog
-/// until a slot frees.
+/// byte (of the accept, for a connection's first request, and the TLS
+/// handshake counts against the same deadline), a connection with nothing
+/// moving for `idle_timeout` is closed, and at most `max_connections` are
+/// open. When all are taken and a client waits, the connection idle the
+/// longest between requests is closed to make room; if none is idle,
+/// further clients wait in the kernel's backlog until a slot frees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Time to send request headers (also bounds the TLS handshake).
@@ -102,19 +108,11 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 
 /// Serves until `shutdown`, then lets open requests finish (up to 5 s).
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        state.limits.max_connections.max(1),
-    ));
-    loop {
-        let slot = tokio::select! {
-            s = Arc::clone(&slots).acquire_owned() => match s {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let (stream, _) = tokio::select! {
+    let max = state.limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let connections = Arc::new(Connections::default());
+    'accept: loop {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -126,45 +124,76 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
             },
             _ = shutdown.cancelled() => break,
         };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(s) => s,
+            // Every slot taken and a client waiting: close idle keep-alive
+            // connections, the longest idle first, until one frees.
+            Err(_) => loop {
+                connections.evict_oldest_idle();
+                tokio::select! {
+                    s = Arc::clone(&slots).acquire_owned() => match s {
+                        Ok(s) => break s,
+                        Err(_) => break 'accept,
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shutdown.cancelled() => break 'accept,
+                }
+            },
+        };
+        // The deadline for the first request starts once a slot is there.
+        let accepted = tokio::time::Instant::now();
         // As Go's net/http and nginx do: a response's last segment goes out
         // at once instead of waiting for the client's (delayed) ACK.
         let _ = stream.set_nodelay(true);
         let web = state.web.as_ref().and_then(|w| w.current());
         let state = Arc::clone(&state);
-        let watcher = graceful.watcher();
+        let registered = connections.register();
+        let shutdown = shutdown.clone();
         // The handshake runs in the connection's own task, so a slow or
         // silent client cannot hold up the accept loop.
         let limits = state.limits;
         tokio::spawn(async move {
             let _slot = slot;
+            let conn = Arc::clone(&registered.state);
             let timeout = limits.header_read_timeout;
-            let head = Arc::new(HeadSeen::default());
-            match web.as_ref().and_then(|w| w.tls().cloned()) {
+            let deadline = accepted + timeout;
+            let ctx = ConnCtx {
+                conn: Arc::clone(&conn),
+                peer: peer.ip(),
+                state,
+                web,
+                shutdown,
+            };
+            match ctx.web.as_ref().and_then(|w| w.tls().cloned()) {
                 Some(acceptor) => {
-                    if looks_like_plain_http(&stream, timeout).await {
+                    // One deadline for the peek, the handshake and the first
+                    // request head, as documented.
+                    if looks_like_plain_http(&stream, deadline).await {
                         let _ = reject_plain_http(stream).await;
                         return;
                     }
-                    let stream =
-                        Guarded::new(stream, timeout, limits.idle_timeout, Arc::clone(&head));
-                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_connection(tls, head, state, web, watcher).await,
+                    let stream = Guarded::new(stream, accepted, timeout, limits.idle_timeout, conn);
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(tls, ctx).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
                 None => {
-                    let zero_copy =
-                        ZeroCopy::new(state.exposition.clone(), Arc::clone(&state.zero_copy_bytes));
-                    let stream =
-                        Guarded::new(stream, timeout, limits.idle_timeout, Arc::clone(&head))
-                            .with_zero_copy(zero_copy);
-                    serve_connection(stream, head, state, web, watcher).await
+                    let zero_copy = ZeroCopy::new(
+                        ctx.state.exposition.clone(),
+                        Arc::clone(&ctx.state.zero_copy_bytes),
+                    );
+                    let stream = Guarded::new(stream, accepted, timeout, limits.idle_timeout, conn)
+                        .with_zero_copy(zero_copy);
+                    serve_connection(stream, ctx).await
                 }
             }
+            drop(registered);
         });
     }
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+    // Every slot back means every connection has ended.
+    if tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(max as u32))
         .await
         .is_err()
     {
@@ -172,29 +201,58 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
     }
 }
 
-/// Serves one connection. Its deadlines live in [`Guarded`] (hyper's own
-/// header timeout is off: it would count keep-alive pauses); the service
-/// tells the guard when a request head is complete.
-async fn serve_connection<I>(
-    io: I,
-    head: Arc<HeadSeen>,
+/// What a connection's requests need.
+struct ConnCtx {
+    conn: Arc<ConnState>,
+    peer: IpAddr,
     state: Arc<ServerState>,
     web: Option<Arc<WebConfig>>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
+    shutdown: CancellationToken,
+}
+
+/// Serves one connection. Its deadlines live in [`Guarded`] (hyper's own
+/// header timeout is off: it would count keep-alive pauses); the service
+/// tells the guard when a request head is complete. Shutdown, or the
+/// accept loop needing the slot, closes it gracefully: a request in
+/// progress is answered first.
+async fn serve_connection<I>(io: I, ctx: ConnCtx)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let ConnCtx {
+        conn: conn_state,
+        peer,
+        state,
+        web,
+        shutdown,
+    } = ctx;
+    let head = Arc::clone(&conn_state);
     let service = service_fn(move |req: Request<Incoming>| {
         head.mark();
         let state = Arc::clone(&state);
         let web = web.clone();
-        async move { Ok::<_, Infallible>(handle(req, &state, web.as_deref()).await) }
+        async move { Ok::<_, Infallible>(handle(req, &state, web.as_deref(), peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn).await {
+    tokio::pin!(conn);
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = conn_state.evict.notified(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
@@ -204,29 +262,40 @@ async fn handle(
     req: Request<Incoming>,
     state: &ServerState,
     web: Option<&WebConfig>,
+    peer: IpAddr,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     // Probes stay open so that orchestrators need no credentials; they
-    // reveal nothing but "up" and "ready".
+    // reveal nothing but "up", "ready" and a count.
     let probe = matches!(path, "/-/healthy" | "/-/ready");
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // Credentials sent to /-/ready are checked: they may see names.
+    let wants_names = path == "/-/ready" && header.is_some();
+    let mut authenticated = false;
     if let Some(w) = web {
-        if !probe && w.requires_auth() {
-            let header = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            if w.check(header).await == Auth::Denied {
+        if w.requires_auth() && (!probe || wants_names) {
+            authenticated = w.check(header, peer).await == Auth::Allowed;
+            if !authenticated && !probe {
                 let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-                r.headers_mut().insert(
+                let h = r.headers_mut();
+                h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"upload_session_exporter\""),
                 );
+                // An unauthenticated client does not keep a slot.
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return r;
             }
         }
     }
     let mut r = if path == "/-/reload" {
         reload(&req, state).await
+    } else if path == "/-/ready" && authenticated && req.method() == Method::GET {
+        // Valid credentials may see which targets are pending.
+        ready(state, true)
     } else {
         route(&req, state)
     };
@@ -238,10 +307,50 @@ async fn handle(
     r
 }
 
+/// `/-/ready`: the names of pending targets only for `show_names` (an
+/// authenticated request); otherwise a count, the names go to the log.
+fn ready(state: &ServerState, show_names: bool) -> Response<Full<Bytes>> {
+    let waiting = state.readiness.waiting();
+    if waiting.is_empty() {
+        return text(StatusCode::OK, "Ready.\n");
+    }
+    let body = if show_names {
+        format!(
+            "Not ready: waiting for the first poll of {}.\n",
+            waiting.join(", ")
+        )
+    } else {
+        log_waiting(&waiting);
+        format!(
+            "Not ready: waiting for the first poll of {} target(s).\n",
+            waiting.len()
+        )
+    };
+    text(StatusCode::SERVICE_UNAVAILABLE, &body)
+}
+
+/// Logs the pending targets at most every 30 s (probes come often).
+fn log_waiting(waiting: &[String]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = crate::model::now_millis().max(0) as u64;
+    let last = LAST.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 30_000
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::info!(targets = %waiting.join(", "), "not ready: waiting for the first poll");
+    }
+}
+
 /// True if the first bytes on a TLS port are an HTTP request line.
-async fn looks_like_plain_http(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
+async fn looks_like_plain_http(
+    stream: &tokio::net::TcpStream,
+    deadline: tokio::time::Instant,
+) -> bool {
     let mut buf = [0u8; 8];
-    match tokio::time::timeout(timeout, stream.peek(&mut buf)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
         Ok(Ok(n)) => {
             let start = &buf[..n];
             ["GET ", "HEAD", "POST", "PUT ", "DELE", "OPTI", "PATC"]
@@ -289,7 +398,14 @@ pub async fn reload<B>(req: &Request<B>, state: &ServerState) -> Response<Full<B
 /// Answers one request.
 pub fn route<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
+    let sessions_page = state.sessions.is_some()
+        && matches!(
+            path,
+            crate::sessions::http::PAGE_PATH | crate::sessions::http::API_PATH
+        );
+    let known = path == state.telemetry_path
+        || sessions_page
+        || matches!(path, "/" | "/-/healthy" | "/-/ready");
     if !known {
         return text(StatusCode::NOT_FOUND, "404 page not found\n");
     }
@@ -305,64 +421,91 @@ pub fn route<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> 
     if path == state.telemetry_path {
         return metrics(req, state);
     }
+    if let (true, Some(board)) = (sessions_page, &state.sessions) {
+        return crate::sessions::http::respond(req, board);
+    }
     match path {
         "/-/healthy" => text(StatusCode::OK, "Healthy.\n"),
-        "/-/ready" => {
-            let waiting = state.readiness.waiting();
-            if waiting.is_empty() {
-                text(StatusCode::OK, "Ready.\n")
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "Not ready: waiting for the first poll of {}.\n",
-                        waiting.join(", ")
-                    ),
-                )
-            }
-        }
-        _ => landing(&state.telemetry_path),
+        "/-/ready" => ready(state, false),
+        _ => landing(&state.telemetry_path, state.sessions.is_some()),
     }
 }
 
 fn metrics<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
     let exposition = state.exposition.borrow().clone();
-    let gzip = accepts_gzip(req) && !exposition.gzip.is_empty();
+    let accept = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    // Both formats are prepared: this only picks one (before the first
+    // assembly there is no OpenMetrics page yet: the empty text one).
+    let (plain, compressed, content_type) = match negotiate::format(accept) {
+        negotiate::Format::OpenMetrics if !exposition.openmetrics.is_empty() => (
+            &exposition.openmetrics,
+            &exposition.openmetrics_gzip,
+            crate::metrics::openmetrics::CONTENT_TYPE,
+        ),
+        _ => (&exposition.plain, &exposition.gzip, METRICS_CONTENT_TYPE),
+    };
+    let gzip = accepts_gzip(req) && !compressed.is_empty();
     let body = if gzip {
-        exposition.gzip.clone()
+        compressed.clone()
     } else {
-        exposition.plain.clone()
+        plain.clone()
     };
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
     );
-    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r
 }
 
-/// True if `Accept-Encoding` lists gzip with a non-zero quality.
+/// True if `Accept-Encoding` makes gzip acceptable (RFC 9110 12.5.3):
+/// gzip's own quality if listed, else that of `*`; not listed at all means
+/// identity. A quality that does not parse counts as 0.
 fn accepts_gzip<B>(req: &Request<B>) -> bool {
-    req.headers()
+    let mut gzip = None;
+    let mut any = None;
+    for item in req
+        .headers()
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            let q_zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
-        })
+    {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let mut q = 1.0f32;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    q = v
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| q.is_finite())
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        // Listed twice: the higher quality wins.
+        *slot = Some(slot.map_or(q, |old: f32| old.max(q)));
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -375,13 +518,18 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     r
 }
 
-fn landing(telemetry_path: &str) -> Response<Full<Bytes>> {
+fn landing(telemetry_path: &str, sessions: bool) -> Response<Full<Bytes>> {
     let path = html_escape(telemetry_path);
+    let sessions = if sessions {
+        "<li><a href=\"/sessions\">Upload sessions</a> (what is stuck, per target; also as <a href=\"/api/v1/sessions\">JSON</a>)</li>\n"
+    } else {
+        ""
+    };
     let body = format!(
         "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>Upload Session Exporter</title></head>\n\
          <body>\n<h1>Upload Session Exporter</h1>\n\
          <p>Prometheus exporter for resumable upload sessions (Veeva Vault File Staging, deepset Cloud). Version {VERSION}.</p>\n\
-         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n\
+         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n{sessions}<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n\
          </body>\n</html>\n"
     );
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -420,6 +568,9 @@ mod tests {
             plain: Bytes::from_static(b"plain"),
             gzip: Bytes::from_static(b"gz"),
             gzip_file: None,
+            openmetrics: Bytes::from_static(b"om"),
+            openmetrics_gzip: Bytes::from_static(b"om-gz"),
+            openmetrics_gzip_file: None,
         }));
         std::mem::forget(tx);
         ServerState {
@@ -430,6 +581,7 @@ mod tests {
             web: None,
             limits: Limits::default(),
             zero_copy_bytes: Default::default(),
+            sessions: None,
         }
     }
 
@@ -455,6 +607,59 @@ mod tests {
         assert_eq!(body_bytes(r).await, "plain");
     }
 
+    #[test]
+    fn accept_encoding_qualities() {
+        let gz = |v: &str| accepts_gzip(&get("/metrics", Some(v)));
+        // gzip's own quality beats the wildcard, in either order.
+        assert!(!gz("gzip;q=0, *"));
+        assert!(!gz("*, gzip;q=0"));
+        assert!(!gz("gzip; Q=0.000"));
+        assert!(gz("*"));
+        assert!(!gz("*;q=0"));
+        assert!(!gz("identity"));
+        assert!(!gz("br, deflate"));
+        assert!(gz("GZIP;q=0.5"));
+        assert!(gz("br;q=1, gzip;q=0.001"));
+        assert!(!gz("gzip;q=nope"));
+        assert!(gz("gzip;q=0, gzip"));
+        assert!(!gz(""));
+    }
+
+    #[tokio::test]
+    async fn metrics_negotiates_openmetrics() {
+        let s = state(&[]);
+        let req = |accept: &str, enc: Option<&str>| {
+            let mut r = get("/metrics", enc);
+            r.headers_mut()
+                .insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            route(&r, &s)
+        };
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let r = req(prometheus, None);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert_eq!(r.headers()[header::VARY], "Accept, Accept-Encoding");
+        assert_eq!(body_bytes(r).await, "om");
+        let r = req(prometheus, Some("gzip"));
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(body_bytes(r).await, "om-gz");
+        let r = req("text/plain;version=0.0.4", Some("gzip"));
+        assert_eq!(r.headers()[header::CONTENT_TYPE], METRICS_CONTENT_TYPE);
+        assert_eq!(body_bytes(r).await, "gz");
+        let head = Request::builder()
+            .method("HEAD")
+            .uri("/metrics")
+            .header(header::ACCEPT, prometheus)
+            .body(())
+            .unwrap();
+        assert_eq!(
+            route(&head, &s).headers()[header::CONTENT_TYPE],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+    }
+
     #[tokio::test]
     async fn other_routes() {
         let s = state(&["vault-b", "vault-a"]);
@@ -465,8 +670,13 @@ mod tests {
         assert_eq!(route(&get("/-/healthy", None), &s).status(), StatusCode::OK);
         let r = route(&get("/-/ready", None), &s);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Without credentials: a count, no names.
         assert_eq!(
             body_bytes(r).await,
+            "Not ready: waiting for the first poll of 2 target(s).\n"
+        );
+        assert_eq!(
+            body_bytes(ready(&s, true)).await,
             "Not ready: waiting for the first poll of vault-a, vault-b.\n"
         );
         s.readiness.done("vault-a");

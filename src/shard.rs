@@ -61,7 +61,17 @@ impl Shard {
 
     /// True if this replica polls `target`.
     pub fn owns(&self, target: &str) -> bool {
-        fnv1a(target.as_bytes()) % u64::from(self.count) == u64::from(self.index)
+        self.owner_of(target).index == self.index
+    }
+
+    /// The replica (of this one's COUNT) that polls `target`.
+    pub fn owner_of(&self, target: &str) -> Shard {
+        let index = fnv1a(target.as_bytes()) % u64::from(self.count);
+        Shard {
+            // Below `count`, a u32.
+            index: u32::try_from(index).unwrap_or(0),
+            count: self.count,
+        }
     }
 }
 
@@ -112,6 +122,7 @@ mod tests {
                     .filter(|&i| Shard { index: i, count }.owns(n))
                     .collect();
                 assert_eq!(owners.len(), 1, "{n} with {count} replicas: {owners:?}");
+                assert_eq!(Shard { index: 0, count }.owner_of(n).index, owners[0]);
                 per_shard[owners[0] as usize] += 1;
             }
             // Roughly even: no replica gets less than half its share.
@@ -126,5 +137,55 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"vault-prod"), fnv1a(b"vault-prod"));
+    }
+
+    #[test]
+    fn known_targets_land_on_fixed_replicas() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(fnv1a(b"\xff"), 0xaf64_724c_8602_eb6e);
+        // Which replica owns what is part of the contract (moving a target
+        // loses its history); these pin the modulo as well as the hash.
+        let owner = |name: &str, count: u32| {
+            (0..count)
+                .find(|&i| Shard { index: i, count }.owns(name))
+                .unwrap()
+        };
+        let h = fnv1a(b"vault-prod");
+        assert_eq!(owner("vault-prod", 7), (h % 7) as u32);
+        assert_eq!(owner("vault-prod", 1), 0);
+        let placed: Vec<u32> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|n| owner(n, 3))
+            .collect();
+        let want: Vec<u32> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|n| (fnv1a(n.as_bytes()) % 3) as u32)
+            .collect();
+        assert_eq!(placed, want);
+    }
+
+    #[test]
+    fn parse_edges_and_display() {
+        assert_eq!(
+            Shard::parse(" 0 / 1 ", None),
+            Ok(Shard { index: 0, count: 1 })
+        );
+        assert_eq!(Shard::parse("2/3", None).unwrap().to_string(), "2/3");
+        let e = Shard::parse("0/0", None).unwrap_err();
+        assert!(e.contains("COUNT must be a number from 1"), "{e}");
+        let e = Shard::parse("-1/3", None).unwrap_err();
+        assert!(e.contains("INDEX must be a number"), "{e}");
+        // Only the trailing digits of the host name count.
+        assert_eq!(
+            Shard::parse("ordinal/20", Some("exporter2-12")),
+            Ok(Shard {
+                index: 12,
+                count: 20
+            })
+        );
+        let e = Shard::parse("ordinal/3", Some("exporter-3")).unwrap_err();
+        assert!(e.contains("INDEX 3 must be below COUNT 3"), "{e}");
+        assert!(Shard::parse("ordinal/3", None).is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use common::*;
 use upload_session_exporter::config::{self, ConfigError, Environment};
-use upload_session_exporter::sim::SessionSeed;
+use upload_session_sim::SessionSeed;
 
 const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
 
@@ -70,7 +70,7 @@ fn check_config_accepts_and_rejects() {
     assert_eq!(code, 1);
     assert!(
         err.contains(&format!(
-            "{path}: targets[0].timeout: \"2 parsecs\" is not a duration"
+            "{path}: defaults.timeout: \"2 parsecs\" is not a duration"
         )),
         "{err}"
     );
@@ -91,6 +91,34 @@ fn check_config_accepts_and_rejects() {
     );
     assert_eq!(code, 1);
     assert!(err.contains(&path) && err.contains("colour"), "{err}");
+
+    // An unknown key no longer hides the other problems: all come at once,
+    // and a bad default is named once, not once per target.
+    let two_targets = format!(
+        "{}{}",
+        vault_toml("ftp://x.example").replace("timeout = \"2s\"", "timeout = \"60\""),
+        "[[targets]]\nname = \"t2\"\nkind = \"vault\"\nurl = \"https://y.example\"\n\
+         username = \"u\"\npassword_env = \"VAULT_PW\"\ncolour = \"blue\"\n"
+    );
+    let path = write_config(&dir, &two_targets);
+    let (code, _, err) = run(
+        &["--config.file", &path, "--check-config"],
+        &[("VAULT_PW", "x")],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(&path)).collect();
+    for want in [
+        "targets[1].colour: unknown key",
+        "targets[0].url: \"ftp://x.example\" has scheme \"ftp\"",
+        "defaults.timeout: \"60\" is not a duration",
+    ] {
+        let want = format!("{path}: {want}");
+        assert!(
+            lines.iter().any(|l| l.starts_with(&want)),
+            "no {want:?} in {err}"
+        );
+    }
+    assert_eq!(lines.len(), 3, "{err}");
 
     let (code, _, err) = run(
         &["--config.file", "/does/not/exist.toml", "--check-config"],
@@ -159,7 +187,7 @@ async fn once_prints_the_exposition_and_fails_with_a_target() {
 }
 
 mod upload_session_sim_endpoint {
-    pub use upload_session_exporter::sim::Endpoint::Logout as LOGOUT;
+    pub use upload_session_sim::Endpoint::Logout as LOGOUT;
 }
 
 struct Env(&'static [(&'static str, &'static str)]);
@@ -334,6 +362,32 @@ async fn sessions_view_shows_what_is_stuck() {
         "{err}"
     );
     sim.shutdown().await;
+}
+
+/// `sessions --demo`: nothing is logged before the tables, and every line
+/// fits 100 columns (issue 15, item 9).
+#[test]
+fn demo_sessions_view_is_quiet_and_fits_100_columns() {
+    let (code, out, err) = run(&["sessions", "--demo"], &[("COLUMNS", "100")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.trim().is_empty(), "logged before the table: {err}");
+    assert!(out.starts_with("demo-vault (vault): "), "{out}");
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} wide: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(!out.contains("never"), "{out}");
+    // deepset: no negative expiry for closed sessions.
+    let deepset = &out[out.find("demo-deepset").unwrap()..];
+    assert!(
+        !deepset
+            .split_whitespace()
+            .any(|w| w.starts_with('-') && w.len() > 1),
+        "{deepset}"
+    );
 }
 
 #[test]

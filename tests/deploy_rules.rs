@@ -145,6 +145,15 @@ fn alert_rules_follow_the_conventions() {
             "{name}: docs/runbook.md has no section #{anchor} (has {anchors:?})"
         );
 
+        // Per-owner alerts open the owner's sessions on the exporter.
+        if ystr(ann, "summary").contains("$labels.owner_id") {
+            assert_eq!(
+                ystr(ann, "sessions_url"),
+                "http://{{ $labels.instance }}/sessions?target={{ $labels.target | urlquery }}&owner_id={{ $labels.owner_id | urlquery }}",
+                "{name}: sessions_url"
+            );
+        }
+
         let expr = ystr(r, "expr");
         let used = metric_names(expr);
         assert!(!used.is_empty(), "{name}: no metric in {expr}");
@@ -336,4 +345,41 @@ fn dashboard_variables_select_the_datasource_target_and_owner() {
         assert_eq!(v["includeAll"], true, "{name}");
         assert_eq!(v["allValue"], ".*", "{name}");
     }
+}
+
+#[test]
+fn dashboard_owner_tables_link_to_the_sessions_page() {
+    let d = dashboard();
+    let url = variable(&d, "exporter_url").expect("an exporter_url variable");
+    assert_eq!(url["type"], "textbox");
+    let mut linked = 0;
+    for p in panels(&d) {
+        let owner_table = p["type"] == "table"
+            && p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["expr"].as_str().unwrap_or("").contains("owner_id"));
+        if !owner_table {
+            continue;
+        }
+        let title = p["title"].as_str().unwrap_or("?");
+        let links: Vec<&str> = p["fieldConfig"]["overrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["matcher"]["options"] == "owner_id")
+            .flat_map(|o| o["properties"].as_array().into_iter().flatten())
+            .filter(|prop| prop["id"] == "links")
+            .flat_map(|prop| prop["value"].as_array().into_iter().flatten())
+            .filter_map(|l| l["url"].as_str())
+            .collect();
+        assert_eq!(
+            links,
+            ["${exporter_url}/sessions?target=${__data.fields.target:percentencode}&owner_id=${__data.fields.owner_id:percentencode}"],
+            "{title}: the owner column links to /sessions"
+        );
+        linked += 1;
+    }
+    assert!(linked >= 5, "only {linked} owner tables link to /sessions");
 }

@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings, Pagination, TargetConfig};
 use upload_session_exporter::poller::{backoff, poll_once, Source, TargetState};
-use upload_session_exporter::sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
-use upload_session_exporter::sim::{
-    DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed, Simulator,
-};
 use upload_session_exporter::upstream::deepset::SESSION_FETCHES_AT_ONCE;
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
+use upload_session_sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
+use upload_session_sim::{
+    DeepsetSessionSeed, DeepsetSpec, DeepsetUser, FaultKind, FaultRule, FileSeed, Simulator,
+};
 
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
 
@@ -40,7 +40,7 @@ async fn deepset_sim() -> Simulator {
 }
 
 /// Calls the workspace has answered: [list sessions, status, list files].
-fn calls(ws: &upload_session_exporter::sim::DeepsetControl) -> [u64; 3] {
+fn calls(ws: &upload_session_sim::DeepsetControl) -> [u64; 3] {
     [
         DeepsetEndpoint::ListSessions,
         DeepsetEndpoint::SessionStatus,
@@ -351,7 +351,7 @@ async fn failing(
 
 #[tokio::test]
 async fn each_error_class_has_its_reason() {
-    let key = upload_session_exporter::sim::deepset::DEMO_API_KEY;
+    let key = upload_session_sim::deepset::DEMO_API_KEY;
     let none = FaultKind::Delay(Duration::ZERO);
     assert_eq!(
         failing(none.clone(), None, "wrong-key", "default").await.0,
@@ -414,8 +414,7 @@ async fn each_error_class_has_its_reason() {
 #[tokio::test]
 async fn a_failing_deepset_target_leaves_the_vault_alone() {
     let sim = deepset_sim().await;
-    let mut s =
-        upload_session_exporter::sim::SessionSeed::new("/u9/f.bin", 9, 5_000_000_000, sim.now());
+    let mut s = upload_session_sim::SessionSeed::new("/u9/f.bin", 9, 5_000_000_000, sim.now());
     s.uploaded = 4_294_967_296;
     s.uploaded_parts = 410;
     sim.vault("main").unwrap().insert_session(s);
@@ -525,17 +524,9 @@ async fn a_session_vanishing_before_its_status_is_skipped_not_fatal() {
 
 /// The targets `/-/ready` still waits for (empty once ready).
 async fn waiting_for(exporter: &Exporter) -> Vec<String> {
-    let r = get(&format!("http://{}/-/ready", exporter.addr())).await;
-    if r.status().is_success() {
-        return Vec::new();
-    }
-    let body = r.text().await.unwrap();
-    body.trim_end()
-        .trim_start_matches("Not ready: waiting for the first poll of ")
-        .trim_end_matches('.')
-        .split(", ")
-        .map(str::to_string)
-        .collect()
+    // /-/ready names no target to an unauthenticated client: ask the
+    // exporter.
+    exporter.waiting_targets()
 }
 
 #[tokio::test]
@@ -818,5 +809,67 @@ async fn the_first_failing_count_call_ends_the_poll() {
     );
     assert_eq!(state.owners()[ADA].files.unwrap().total, 30);
     assert!(ws.request_count(DeepsetEndpoint::ListFiles) > before);
+    sim.shutdown().await;
+}
+
+/// `ended_total` counts a session once when it stops being open: closed is
+/// completed, past its expiry is expired, whether or not it is still listed.
+#[tokio::test]
+async fn a_session_ends_once_when_it_stops_being_open() {
+    let sim = deepset_sim().await;
+    let ws = sim.deepset("default").unwrap();
+    let now = ws.now();
+    let closing = ws.insert_session(DeepsetSessionSeed::open(ADA, now - hours(1)));
+    let expiring = ws.insert_session(DeepsetSessionSeed::open(ADA, now - hours(1)));
+    ws.insert_session(DeepsetSessionSeed::open(ADA, now - hours(1)));
+
+    let target = deepset_target(&sim, "ds", "default", Pagination::Cursor);
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let publisher = upload_session_exporter::metrics::exposition::PagePublisher::new();
+    let mut poll = async || {
+        poll_once(&target, &mut source, &mut state).await.unwrap();
+        publisher.publish("ds", state.render());
+        String::from_utf8(publisher.assemble().plain.to_vec()).unwrap()
+    };
+    let v = |text: &str, m: &str, label: &str| {
+        value(
+            text,
+            &format!("upload_session_{m}{{target=\"ds\",owner_id=\"{ADA}\",{label}}}"),
+        )
+    };
+    let ended = |text: &str| {
+        (
+            v(text, "ended_total", "outcome=\"completed\""),
+            v(text, "ended_total", "outcome=\"expired\""),
+        )
+    };
+    let counts = |c: &str, e: &str| (c.to_string(), e.to_string());
+
+    let text = poll().await;
+    assert_eq!(ended(&text), counts("0", "0"));
+
+    // One closes, one passes its expiry (still listed, as EXPIRED); one is
+    // created and closed between two polls (a small upload takes seconds).
+    // An old closed session showing up late was not created since the last
+    // poll: it is not counted (it may have been counted before).
+    assert!(ws.close_session(&closing));
+    assert!(ws.set_expires_at(&expiring, Some(now - time::Duration::seconds(1))));
+    ws.insert_session(DeepsetSessionSeed {
+        status: "CLOSED".into(),
+        ..DeepsetSessionSeed::open(ADA, ws.now())
+    });
+    ws.insert_session(closed(ADA, now - hours(2), vec![]));
+    let text = poll().await;
+    assert_eq!(ended(&text), counts("2", "1"));
+    assert_eq!(v(&text, "sessions", "state=\"expired\""), "1");
+    assert_eq!(v(&text, "sessions", "state=\"closed\""), "3");
+    assert_eq!(v(&text, "sessions", "state=\"open\""), "1");
+
+    // Still listed closed and expired: never counted a second time.
+    for _ in 0..2 {
+        let text = poll().await;
+        assert_eq!(ended(&text), counts("2", "1"));
+    }
     sim.shutdown().await;
 }

@@ -5,14 +5,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use time::macros::datetime;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
-use upload_session_exporter::sim::{Endpoint, FaultKind, FaultRule, SessionSeed, UserSpec};
 use upload_session_exporter::upstream::vault::VaultClient;
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
+use upload_session_sim::{Endpoint, FaultKind, FaultRule, SessionSeed, UserSpec};
 
 fn config(targets: Vec<TargetConfig>) -> Config {
     Config {
@@ -22,58 +21,11 @@ fn config(targets: Vec<TargetConfig>) -> Config {
     }
 }
 
-/// The three sessions of seeds 000/001, byte for byte.
-fn seed_sessions() -> Vec<SessionSeed> {
-    let mk = |id: &str, path: &str, created, exp, last, parts, size, uploaded| SessionSeed {
-        id: Some(id.to_string()),
-        path: path.to_string(),
-        owner: 10001400,
-        size,
-        uploaded,
-        uploaded_parts: parts,
-        created,
-        expiration: exp,
-        last_uploaded: last,
-    };
-    vec![
-        mk(
-            "yYFg7jN_fZBmUD9Tj98RkL2yqtbTdIh17iy02nd5pby62oqVJLXv.R.ea1jSr786rgwpf7Vx3RmmQ--",
-            "/u10001400/Gludacta-2021/Gludacta-Flyer.docx",
-            datetime!(2020-10-07 18:32:55 UTC),
-            datetime!(2020-10-10 18:32:55 UTC),
-            datetime!(2020-10-07 19:27:07 UTC),
-            1,
-            1273267,
-            1273267,
-        ),
-        mk(
-            "JEtOyUb9i.DXVbtW7xZT7jWr2rNLWtdWrV7IPCo9aILqd.k8nlNNlG3SbplEVDJulPijrFwnelJw--",
-            "/u10001400/Gludacta-2021/GludactaPackageBrochure.pdf",
-            datetime!(2020-10-07 19:11:57 UTC),
-            datetime!(2020-10-10 19:11:57 UTC),
-            datetime!(2020-10-07 19:11:57 UTC),
-            0,
-            1438827,
-            0,
-        ),
-        mk(
-            "TpE_3roGfhpCppmk9ltKaEAbb8.kWbZEe6xDuW3lNa42801RbIEPJaWG07xvwrITJgVmXDw3UVL1w--",
-            "/u10001400/cholecap-2021/Cholecap-Commercial-2021.mp4",
-            datetime!(2020-10-07 19:30:18 UTC),
-            datetime!(2020-10-10 19:30:18 UTC),
-            datetime!(2020-10-07 19:38:29 UTC),
-            2,
-            32862312,
-            10485760,
-        ),
-    ]
-}
-
 #[tokio::test]
 async fn seed_sessions_give_exact_owner_figures() {
     let sim = sim(vec![vault_spec("main", 1000)]).await;
     let vault = sim.vault("main").unwrap();
-    for s in seed_sessions() {
+    for s in seed_000_sessions() {
         vault.insert_session(s);
     }
     // A second owner, live, to check the owners are kept apart.
@@ -303,9 +255,9 @@ async fn failure(
     assert!(!state.up());
     assert_eq!(state.errors(err.reason()), 1);
     let fragment = String::from_utf8({
-        let hub = upload_session_exporter::metrics::exposition::Hub::new();
-        hub.publish("t", state.render());
-        hub.assemble().plain.to_vec()
+        let publisher = upload_session_exporter::metrics::exposition::PagePublisher::new();
+        publisher.publish("t", state.render());
+        publisher.assemble().plain.to_vec()
     })
     .unwrap();
     assert_eq!(
@@ -558,9 +510,9 @@ async fn ended_and_stalled_sessions() {
     poll_once(&target, &mut source, &mut state).await.unwrap();
     let o = &state.owners()["7"];
     assert_eq!((o.stalled, o.awaiting_commit), (0, 0));
-    let hub = upload_session_exporter::metrics::exposition::Hub::new();
-    hub.publish("t", state.render());
-    let text = String::from_utf8(hub.assemble().plain.to_vec()).unwrap();
+    let publisher = upload_session_exporter::metrics::exposition::PagePublisher::new();
+    publisher.publish("t", state.render());
+    let text = String::from_utf8(publisher.assemble().plain.to_vec()).unwrap();
     assert_eq!(
         value(
             &text,
@@ -836,9 +788,9 @@ async fn owner_names_are_looked_up_once_and_budgeted() {
         "names are cached"
     );
     assert!(state.up(), "a failed lookup (999) never fails the poll");
-    let hub = upload_session_exporter::metrics::exposition::Hub::new();
-    hub.publish("t", state.render());
-    let text = String::from_utf8(hub.assemble().plain.to_vec()).unwrap();
+    let publisher = upload_session_exporter::metrics::exposition::PagePublisher::new();
+    publisher.publish("t", state.render());
+    let text = String::from_utf8(publisher.assemble().plain.to_vec()).unwrap();
     assert_eq!(
         value(&text, "upload_session_owner_info{target=\"t\",owner_id=\"10001400\",owner_name=\"Dana Demo\"}"),
         "1"
@@ -861,5 +813,189 @@ async fn owner_names_are_looked_up_once_and_budgeted() {
         ),
         "7"
     );
+    sim.shutdown().await;
+}
+
+/// `ended_total` counts a session once when it stops being active, whether
+/// Vault still lists it (expired, not yet purged) or not (committed, purged).
+#[tokio::test]
+async fn a_session_ends_once_when_it_stops_being_active() {
+    let mut spec = vault_spec("main", 1000);
+    spec.purge_after_expiry = Some(Duration::from_secs(10 * 60));
+    let sim = sim(vec![spec]).await;
+    let vault = sim.vault("main").unwrap();
+    let now = sim.now();
+    let mut soon = SessionSeed::new("/u8/soon.bin", 8, 100, now);
+    soon.expiration = now + time::Duration::milliseconds(1500);
+    vault.insert_session(soon);
+    let committed = vault.insert_session(SessionSeed::new("/u8/done.bin", 8, 100, now));
+
+    let target = vault_target(&sim, "t", "main");
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
+    let mut state = TargetState::for_target(&target);
+    let publisher = upload_session_exporter::metrics::exposition::PagePublisher::new();
+    let mut poll = async || {
+        poll_once(&target, &mut source, &mut state).await.unwrap();
+        publisher.publish("t", state.render());
+        String::from_utf8(publisher.assemble().plain.to_vec()).unwrap()
+    };
+    let ended = |text: &str, outcome: &str| {
+        value(
+            text,
+            &format!(
+                "upload_session_ended_total{{target=\"t\",owner_id=\"8\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    let expired_listed = |text: &str| {
+        samples(text)
+            .get("upload_session_sessions{target=\"t\",owner_id=\"8\",state=\"expired\"}")
+            .cloned()
+    };
+
+    let text = poll().await;
+    assert_eq!(
+        (ended(&text, "completed"), ended(&text, "expired")),
+        ("0".into(), "0".into())
+    );
+    assert!(
+        text.contains("# HELP upload_session_ended_total Sessions that stopped being live"),
+        "the HELP text says what is counted"
+    );
+
+    // Past its expiry but still listed: it has ended (expired), and the
+    // sessions gauge shows it as expired at the same time.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let text = poll().await;
+    assert_eq!(ended(&text, "expired"), "1");
+    assert_eq!(expired_listed(&text).as_deref(), Some("1"));
+
+    // Committed (gone before its expiry): completed. A session created and
+    // expired between two polls was never seen active; it ended all the same.
+    assert!(vault.remove_session(&committed));
+    let created = sim.now();
+    let mut blink = SessionSeed::new("/u8/blink.bin", 8, 100, created);
+    blink.expiration = created + time::Duration::milliseconds(1);
+    vault.insert_session(blink);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let text = poll().await;
+    assert_eq!(
+        (ended(&text, "completed"), ended(&text, "expired")),
+        ("1".into(), "2".into())
+    );
+    assert_eq!(expired_listed(&text).as_deref(), Some("2"));
+
+    // Listed again, then purged by Vault: neither counts a second time.
+    let text = poll().await;
+    assert_eq!(
+        (ended(&text, "completed"), ended(&text, "expired")),
+        ("1".into(), "2".into())
+    );
+    sim.advance(Duration::from_secs(11 * 60));
+    let text = poll().await;
+    assert_eq!(expired_listed(&text), None, "purged");
+    assert_eq!(
+        (ended(&text, "completed"), ended(&text, "expired")),
+        ("1".into(), "2".into())
+    );
+    sim.shutdown().await;
+}
+
+/// Asked for OpenMetrics (as Prometheus asks), the exporter answers with the
+/// same samples in OpenMetrics 1.0, plain or gzip, which Prometheus's
+/// OpenMetrics parser accepts; without asking, the text format as before.
+#[tokio::test]
+async fn openmetrics_when_asked_with_the_same_samples() {
+    use std::io::Read as _;
+    let sim = sim(vec![vault_spec("main", 1000)]).await;
+    let vault = sim.vault("main").unwrap();
+    let mut s = SessionSeed::new("/u5/x.bin", 5, 1_000_000_000, sim.now());
+    s.uploaded = 123_456_789;
+    s.uploaded_parts = 12;
+    vault.insert_session(s);
+    let cfg = config(vec![vault_target(&sim, "t", "main")]);
+    let shutdown = CancellationToken::new();
+    let exporter = Exporter::start(cfg, None, ServeOptions::loopback(), shutdown.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{}/metrics", exporter.addr());
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let fetch = |accept: Option<&'static str>, gzip: bool| {
+        let url = url.clone();
+        async move {
+            let mut req = reqwest::Client::new().get(&url);
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if gzip {
+                req = req.header("Accept-Encoding", "gzip");
+            }
+            let r = req.send().await.unwrap();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            let ce = r.headers().get("content-encoding").is_some();
+            let body = r.bytes().await.unwrap();
+            let text = if ce {
+                let mut s = String::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_string(&mut s)
+                    .unwrap();
+                s
+            } else {
+                String::from_utf8(body.to_vec()).unwrap()
+            };
+            (ct, ce, text)
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            fetch(None, false)
+                .await
+                .2
+                .contains("upload_session_uploaded_bytes")
+        })
+        .await
+    );
+    let (ct, _, text) = fetch(None, false).await;
+    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
+    let (ct, gz, om) = fetch(Some(prometheus_accept), false).await;
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(!gz);
+    let (ct, gz, om_unzipped) = fetch(Some(prometheus_accept), true).await;
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(gz);
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert_eq!(om_unzipped, om, "one poll, one page");
+    assert_eq!(
+        value(
+            &om,
+            "upload_session_uploaded_bytes{target=\"t\",owner_id=\"5\"}"
+        ),
+        "123456789"
+    );
+    // The same samples (the exporter's process_* move between two scrapes).
+    let stable = |page: &str| {
+        let mut s = samples(page);
+        s.retain(|k, _| !k.starts_with("process_"));
+        s
+    };
+    assert_eq!(stable(&text), stable(&om));
+    assert!(om.contains("# TYPE upload_session_api_requests counter\n"));
+    assert!(om.contains("# UNIT upload_session_size_bytes bytes\n"));
+    if let Some((ok, msg)) = promtool_check_openmetrics(&om) {
+        assert!(
+            ok,
+            "Prometheus's OpenMetrics parser refused the page:\n{msg}\n{om}"
+        );
+    }
+    if let Some((ok, msg)) = promtool_check(&text) {
+        assert!(ok, "promtool check metrics failed:\n{msg}\n{text}");
+    }
+    exporter.stop().await;
     sim.shutdown().await;
 }

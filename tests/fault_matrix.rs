@@ -34,8 +34,8 @@ use upload_session_exporter::config::{
     DEFAULT_EXPIRED_WINDOW,
 };
 use upload_session_exporter::secret::Secret;
-use upload_session_exporter::sim::deepset::DeepsetEndpoint;
-use upload_session_exporter::sim::{
+use upload_session_sim::deepset::DeepsetEndpoint;
+use upload_session_sim::{
     DeepsetSessionSeed, DeepsetSpec, DeepsetUser, Endpoint, FaultKind, FaultRule, FileSeed,
     SessionSeed, SimConfig, SimOptions, Simulator, UserSpec,
 };
@@ -1660,7 +1660,7 @@ async fn admin_api_is_off_unless_enabled() {
     let off = Simulator::start(([127, 0, 0, 1], 0).into(), SimConfig::idle())
         .await
         .expect("simulator starts");
-    for base in [demo.base_url(), off.base_url()] {
+    for base in [demo.base_url().to_string(), off.base_url()] {
         for (method, path) in [
             (reqwest::Method::GET, "/_sim/faults"),
             (reqwest::Method::POST, "/_sim/faults"),
@@ -1832,52 +1832,7 @@ async fn admin_api_arms_lists_and_clears() {
     sim.shutdown().await;
 }
 
-/// `upload_session_sim --admin` serves the admin API; without the flag it
-/// does not.
-#[tokio::test]
-async fn sim_binary_admin_flag() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let _shared = exclusive().read().await;
-    for admin in [true, false] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upload_session_sim"));
-        cmd.args(["--scenario", "idle", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if admin {
-            cmd.arg("--admin");
-        }
-        let mut child = cmd.spawn().expect("upload_session_sim starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        let base = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_string();
-        let (s, v) = status_of(
-            reqwest::Method::POST,
-            &format!("{base}/_sim/faults"),
-            Some(
-                json!({"api": "vault", "vault": "main", "endpoint": "api_versions",
-                        "kind": "http_status", "status": 503}),
-            ),
-        )
-        .await;
-        let api = reqwest::get(format!("{base}/api/")).await.unwrap().status();
-        child.kill().ok();
-        child.wait().ok();
-        if admin {
-            assert_eq!(s, 201, "{v}");
-            assert_eq!(api, 503);
-        } else {
-            assert_eq!(s, 404, "{v}");
-            assert_eq!(api, 200);
-        }
-    }
-}
+// `upload_session_sim --admin` as a binary: sim/tests/binary.rs.
 
 // -------------------------------------------------------------- Retry-After
 

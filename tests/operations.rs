@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, Loader, ReloadSummary, ServeOptions};
 use upload_session_exporter::config::{self, Environment};
 use upload_session_exporter::shard::Shard;
-use upload_session_exporter::sim::Endpoint;
+use upload_session_sim::Endpoint;
 
 struct Env;
 impl Environment for Env {

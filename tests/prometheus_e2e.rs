@@ -27,7 +27,7 @@ use upload_session_exporter::config::{
     Config, DeepsetConfig, ExporterSettings, KindConfig, Pagination, DEFAULT_EXPIRED_WINDOW,
 };
 use upload_session_exporter::secret::Secret;
-use upload_session_exporter::sim::{
+use upload_session_sim::{
     DeepsetSessionSeed, DeepsetUser, FileSeed, SessionSeed, SimConfig, Simulator, VaultControl,
 };
 use yaml_rust2::{Yaml, YamlEmitter};
@@ -103,13 +103,39 @@ fn quick_rules_copy(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// `scrape_protocols` (Prometheus 2.49 and later) limited to OpenMetrics 1.0;
+/// older versions (Debian bookworm ships 2.42) have no such setting but
+/// already offer `application/openmetrics-text;version=1.0.0` first.
+fn openmetrics_only() -> &'static str {
+    let out = Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "prometheus, version 2.42.0+ds (branch: ..."
+    let version: Vec<u32> = out
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if version.as_slice() >= [2, 49].as_slice() {
+        "    scrape_protocols: [OpenMetricsText1.0.0]\n"
+    } else {
+        ""
+    }
+}
+
 fn start_prometheus(dir: &Path, exporter: SocketAddr, rules: &Path) -> (PrometheusGuard, String) {
     let port = free_port();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          rule_files:\n  - {rules}\n\
-         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{exporter}']\n",
-        rules = rules.display()
+         scrape_configs:\n  - job_name: {JOB}\n{protocols}    static_configs:\n      - targets: ['{exporter}']\n",
+        rules = rules.display(),
+        protocols = openmetrics_only(),
     );
     let config_path = dir.join("prometheus.yml");
     std::fs::write(&config_path, config).expect("write config");
@@ -201,7 +227,7 @@ fn deepset_target(sim: &Simulator) -> upload_session_exporter::config::TargetCon
     t.poll_interval = Duration::from_secs(1);
     t.kind = KindConfig::Deepset(DeepsetConfig {
         workspace: "default".into(),
-        api_key: Secret::new(upload_session_exporter::sim::deepset::DEMO_API_KEY),
+        api_key: Secret::new(upload_session_sim::deepset::DEMO_API_KEY),
         pagination: Pagination::Cursor,
         expired_window: DEFAULT_EXPIRED_WINDOW,
     });
@@ -311,7 +337,12 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
         base,
         http: reqwest::Client::new(),
     };
+    let metrics_url = format!("http://{}/metrics", exporter.addr());
     let result = run(&api, &vault, &committing).await;
+    let result = match result {
+        Ok(()) => scraped_as_openmetrics(&api, &metrics_url).await,
+        e => e,
+    };
     if let Err(msg) = result {
         panic!("{msg}\n--- prometheus log:\n{}", prom.log());
     }
@@ -602,6 +633,63 @@ async fn run(api: &Api, vault: &VaultControl, committing: &str) -> Result<(), St
         )?;
     }
     Ok(())
+}
+
+/// Prometheus scraped OpenMetrics (it keeps the `# UNIT`s, which the text
+/// format cannot carry), and holds the values the text page shows.
+async fn scraped_as_openmetrics(api: &Api, metrics_url: &str) -> Result<(), String> {
+    let meta = api
+        .get(
+            "/api/v1/metadata",
+            &[("metric", "upload_session_poll_duration_seconds")],
+        )
+        .await?;
+    let entry = &meta["upload_session_poll_duration_seconds"][0];
+    check(
+        entry["unit"] == "seconds" && entry["type"] == "gauge",
+        format!("poll_duration metadata from an OpenMetrics scrape: {meta}"),
+    )?;
+    // A counter's family is named without _total in OpenMetrics.
+    let meta = api
+        .get(
+            "/api/v1/metadata",
+            &[("metric", "upload_session_api_requests")],
+        )
+        .await?;
+    check(
+        meta["upload_session_api_requests"][0]["type"] == "counter",
+        format!("api_requests counter metadata: {meta}"),
+    )?;
+    // Series that do not move during the test: what the exporter's text
+    // page says is what Prometheus ingested from its OpenMetrics page.
+    let text = reqwest::get(metrics_url)
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut compared = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, want)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let stable = [
+            "upload_session_size_bytes{",
+            "upload_session_owner_info{",
+            "upload_session_exporter_build_info{",
+            "upload_session_ingested_files{",
+        ];
+        if !stable.iter().any(|p| series.starts_with(p)) {
+            continue;
+        }
+        let got = api.value(series).await;
+        check(
+            got.as_deref() == Some(want),
+            format!("{series}: Prometheus has {got:?}, the page {want}"),
+        )?;
+        compared += 1;
+    }
+    check(compared >= 8, format!("only {compared} series compared"))
 }
 
 /// Polls `f` every 200 ms until it yields something; `Err` after `within`.

@@ -11,8 +11,8 @@ use common::*;
 use upload_session_exporter::config::{KindConfig, Pagination};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
 use upload_session_exporter::secret::Secret;
-use upload_session_exporter::sim::{DeepsetSpec, DeepsetUser, FaultKind, FaultRule, UserSpec};
 use upload_session_exporter::upstream::RequestLimiter;
+use upload_session_sim::{DeepsetSpec, DeepsetUser, FaultKind, FaultRule, UserSpec};
 
 const PASSWORD: &str = "Vault-Pw-4f9a2c71";
 const API_KEY: &str = "ds-key-8b1e77d0";

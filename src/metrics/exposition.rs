@@ -14,19 +14,27 @@ use flate2::Compression;
 use prometheus::{Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::sync::{watch, Notify};
 
-use super::{text, Family, Kind, TargetFragment};
+use super::{openmetrics, text, Family, Kind, TargetFragment};
 
-/// A prepared `/metrics` body in both encodings.
+/// A prepared `/metrics` body in both formats, each plain and compressed.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {
-    /// The text exposition.
+    /// The text exposition (format 0.0.4).
     pub plain: Bytes,
     /// The same, gzip-compressed.
     pub gzip: Bytes,
     /// A sealed in-kernel copy of `gzip`, which plain-TCP scrapes are sent
-    /// from without copying (`crate::server::sendfile`); `None` where
+    /// from without copying (`crate::metrics::memfd`, sent by `server::sendfile`); `None` where
     /// unsupported.
     pub gzip_file: Option<Arc<std::fs::File>>,
+    /// The same samples in OpenMetrics 1.0 (see [`super::openmetrics`]);
+    /// empty before the first assembly.
+    pub openmetrics: Bytes,
+    /// `openmetrics`, gzip-compressed.
+    pub openmetrics_gzip: Bytes,
+    /// A sealed in-kernel copy of `openmetrics_gzip`, like `gzip_file`:
+    /// Prometheus asks for OpenMetrics first, so this is what it gets.
+    pub openmetrics_gzip_file: Option<Arc<std::fs::File>>,
 }
 
 /// Shortest time between the starts of two assemblies. Polls that finish
@@ -46,7 +54,7 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 pub const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 /// Where poll tasks drop their fragments and the server picks up the page.
-pub struct Hub {
+pub struct PagePublisher {
     fragments: Mutex<BTreeMap<String, Arc<TargetFragment>>>,
     changed: Notify,
     /// Bumped by every change; the publisher skips an assembly when nothing
@@ -68,9 +76,9 @@ pub const REVISION: &str = match option_env!("UPLOAD_SESSION_EXPORTER_REVISION")
     None => "unknown",
 };
 
-impl Hub {
-    /// A hub with the exporter's own metrics registered.
-    pub fn new() -> Arc<Hub> {
+impl PagePublisher {
+    /// A publisher with the exporter's own metrics registered.
+    pub fn new() -> Arc<PagePublisher> {
         let registry = Registry::new();
         if let Ok(info) = IntGaugeVec::new(
             Opts::new(
@@ -85,9 +93,9 @@ impl Hub {
         #[cfg(target_os = "linux")]
         {
             // process_* metrics, as every Prometheus client library exports.
-            let _ = registry.register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ));
+            if let Some(p) = super::process::Process::for_self() {
+                let _ = registry.register(Box::new(p));
+            }
         }
         let reload_ok = IntGauge::new(
             "upload_session_exporter_config_last_reload_successful",
@@ -102,7 +110,7 @@ impl Hub {
         .ok()
         .filter(|g| registry.register(Box::new(g.clone())).is_ok());
         let (tx, _) = watch::channel(Arc::new(Exposition::default()));
-        Arc::new(Hub {
+        Arc::new(PagePublisher {
             fragments: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
             generation: AtomicU64::new(0),
@@ -166,18 +174,19 @@ impl Hub {
             Ok(f) => f.values().cloned().collect(),
             Err(_) => Vec::new(),
         };
-        let mut out = String::with_capacity(
-            fragments
-                .iter()
-                .map(|f| {
-                    Family::ALL
-                        .iter()
-                        .map(|&fam| f.family(fam).len())
-                        .sum::<usize>()
-                })
-                .sum::<usize>()
-                + 16 * 1024,
-        );
+        let capacity = fragments
+            .iter()
+            .map(|f| {
+                Family::ALL
+                    .iter()
+                    .map(|&fam| f.family(fam).len())
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
+            + 16 * 1024;
+        let mut out = String::with_capacity(capacity);
+        // The OpenMetrics page: the same sample bytes under other metadata.
+        let mut om = String::with_capacity(capacity);
         for &family in Family::ALL {
             if fragments.iter().all(|f| f.family(family).is_empty()) {
                 continue;
@@ -187,21 +196,32 @@ impl Hub {
                 Kind::Gauge => "gauge",
             };
             text::header(&mut out, family.name(), family.help(), kind);
+            openmetrics::header(&mut om, family.name(), family.help(), kind);
             for f in &fragments {
                 out.push_str(f.family(family));
+                om.push_str(f.family(family));
             }
         }
         let mut own = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut own) {
             tracing::warn!(error = %e, "cannot encode the exporter's own metrics");
         }
-        let mut plain = out.into_bytes();
-        plain.extend_from_slice(&own);
+        // The encoder writes UTF-8; a failure leaves its part out of both.
+        let own = String::from_utf8(own).unwrap_or_default();
+        out.push_str(&own);
+        openmetrics::convert_text(&own, &mut om);
+        om.push_str(openmetrics::EOF);
+        let plain = out.into_bytes();
         let gzip = gzip(&plain);
+        let om = om.into_bytes();
+        let om_gzip = self::gzip(&om);
         Exposition {
             plain: Bytes::from(plain),
-            gzip_file: crate::server::sendfile::kernel_copy(&gzip),
+            gzip_file: super::memfd::kernel_copy(&gzip),
             gzip,
+            openmetrics: Bytes::from(om),
+            openmetrics_gzip_file: super::memfd::kernel_copy(&om_gzip),
+            openmetrics_gzip: om_gzip,
         }
     }
 
@@ -249,10 +269,10 @@ impl Hub {
                 continue;
             }
             last_start = Some(tokio::time::Instant::now());
-            let hub = Arc::clone(&self);
+            let publisher = Arc::clone(&self);
             // Assembly and compression are CPU work: keep them off the
             // reactor threads that serve scrapes.
-            match tokio::task::spawn_blocking(move || hub.assemble()).await {
+            match tokio::task::spawn_blocking(move || publisher.assemble()).await {
                 Ok(e) => {
                     self.tx.send_replace(Arc::new(e));
                     published = Some(generation);
@@ -290,7 +310,7 @@ mod tests {
 
     #[test]
     fn families_are_grouped_across_targets() {
-        let hub = Hub::new();
+        let publisher = PagePublisher::new();
         for t in ["b", "a"] {
             let mut f = TargetFragment::new();
             f.sample(
@@ -299,9 +319,9 @@ mod tests {
                 Value::U(1),
             );
             f.sample(Family::PollDuration, &[("target", t)], Value::F(0.5));
-            hub.publish(t, f);
+            publisher.publish(t, f);
         }
-        let e = hub.assemble();
+        let e = publisher.assemble();
         let text = String::from_utf8(e.plain.to_vec()).unwrap();
         let start = text.find("# HELP upload_session_target_up").unwrap();
         let expected = "# TYPE upload_session_target_up gauge\n\
@@ -321,10 +341,71 @@ mod tests {
             .unwrap();
         assert_eq!(unzipped, text);
 
-        hub.remove("a");
-        let text = String::from_utf8(hub.assemble().plain.to_vec()).unwrap();
+        publisher.remove("a");
+        let text = String::from_utf8(publisher.assemble().plain.to_vec()).unwrap();
         assert!(!text.contains("target=\"a\""));
         assert!(text.contains("target=\"b\""));
+    }
+
+    #[test]
+    fn the_openmetrics_page_has_the_same_samples() {
+        let publisher = PagePublisher::new();
+        let mut f = TargetFragment::new();
+        f.sample(
+            Family::TargetUp,
+            &[("target", "a"), ("kind", "vault")],
+            Value::U(1),
+        );
+        f.sample(Family::PollDuration, &[("target", "a")], Value::F(0.5));
+        f.sample(
+            Family::Ended,
+            &[("target", "a"), ("owner_id", "7"), ("outcome", "expired")],
+            Value::U(2),
+        );
+        publisher.publish("a", f);
+        let e = publisher.assemble();
+        let text = String::from_utf8(e.plain.to_vec()).unwrap();
+        let om = String::from_utf8(e.openmetrics.to_vec()).unwrap();
+        assert!(om.ends_with("\n# EOF\n"), "{om}");
+        assert_eq!(om.matches("# EOF").count(), 1);
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        // Counter: family without _total, samples with it.
+        assert!(om.contains(
+            "# TYPE upload_session_ended counter\n\
+             upload_session_ended_total{target=\"a\",owner_id=\"7\",outcome=\"expired\"} 2\n"
+        ));
+        assert!(om.contains("# HELP upload_session_ended Sessions that stopped"));
+        assert!(!om.contains("# TYPE upload_session_ended_total"));
+        assert!(om.contains(
+            "# TYPE upload_session_poll_duration_seconds gauge\n\
+             # UNIT upload_session_poll_duration_seconds seconds\n\
+             upload_session_poll_duration_seconds{target=\"a\"} 0.5\n"
+        ));
+        assert!(om.contains("# TYPE upload_session_target_up gauge\nupload_session_target_up{"));
+        assert!(om.contains("# TYPE upload_session_exporter_build_info gauge\n"));
+        #[cfg(target_os = "linux")]
+        assert!(
+            om.contains("# TYPE process_cpu_seconds counter\n# UNIT process_cpu_seconds seconds\n")
+        );
+        // Every sample line of one page is in the other, in the same order.
+        let samples = |page: &str| -> Vec<String> {
+            page.lines()
+                .filter(|l| !l.starts_with('#'))
+                // One gather feeds both pages, so process_* agree too.
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(samples(&text), samples(&om));
+        assert_eq!(
+            om.lines().filter(|l| l.starts_with("# TYPE")).count(),
+            text.lines().filter(|l| l.starts_with("# TYPE")).count()
+        );
+
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&e.openmetrics_gzip[..])
+            .read_to_string(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, om);
     }
 
     fn fragment(target: &str) -> TargetFragment {
@@ -337,60 +418,60 @@ mod tests {
         f
     }
 
-    fn page(hub: &Hub) -> String {
-        String::from_utf8(hub.subscribe().borrow().plain.to_vec()).unwrap()
+    fn page(publisher: &PagePublisher) -> String {
+        String::from_utf8(publisher.subscribe().borrow().plain.to_vec()).unwrap()
     }
 
     /// Waits (at most 5 s) until the published page satisfies `ok`.
-    async fn published(hub: &Hub, ok: impl Fn(&str) -> bool) -> String {
+    async fn published(publisher: &PagePublisher, ok: impl Fn(&str) -> bool) -> String {
         for _ in 0..500 {
-            let text = page(hub);
+            let text = page(publisher);
             if ok(&text) {
                 return text;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("not published: {}", page(hub));
+        panic!("not published: {}", page(publisher));
     }
 
     #[tokio::test]
     async fn bursts_of_publications_coalesce() {
-        let hub = Hub::new();
+        let publisher = PagePublisher::new();
         let gap = Duration::from_millis(1000);
         let settle = Duration::from_millis(200);
-        let publisher = tokio::spawn(Arc::clone(&hub).publish_loop(gap, settle, gap));
+        let publishing = tokio::spawn(Arc::clone(&publisher).publish_loop(gap, settle, gap));
         // A burst (polls finishing together), spread over 300 ms: one
         // assembly, once it settled.
         for i in 0..50 {
-            hub.publish(&format!("t{i:02}"), fragment(&format!("t{i:02}")));
+            publisher.publish(&format!("t{i:02}"), fragment(&format!("t{i:02}")));
             tokio::time::sleep(Duration::from_millis(6)).await;
         }
-        published(&hub, |t| t.contains("target=\"t49\"")).await;
-        assert_eq!(hub.assemblies(), 1);
+        published(&publisher, |t| t.contains("target=\"t49\"")).await;
+        assert_eq!(publisher.assemblies(), 1);
         // Changes within the gap wait for it, and go out together.
-        hub.publish("late1", fragment("late1"));
-        hub.publish("late2", fragment("late2"));
+        publisher.publish("late1", fragment("late1"));
+        publisher.publish("late2", fragment("late2"));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(hub.assemblies(), 1, "held back until the gap ends");
-        assert!(!page(&hub).contains("late1"));
-        published(&hub, |t| t.contains("late1") && t.contains("late2")).await;
-        assert_eq!(hub.assemblies(), 2);
+        assert_eq!(publisher.assemblies(), 1, "held back until the gap ends");
+        assert!(!page(&publisher).contains("late1"));
+        published(&publisher, |t| t.contains("late1") && t.contains("late2")).await;
+        assert_eq!(publisher.assemblies(), 2);
         // Nothing changed: no more work.
         tokio::time::sleep(gap + gap / 2).await;
-        assert_eq!(hub.assemblies(), 2);
+        assert_eq!(publisher.assemblies(), 2);
         // After a quiet gap, a lone change goes out once it settled.
-        hub.remove("late1");
+        publisher.remove("late1");
         tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(hub.assemblies(), 3, "published after the settle time");
-        published(&hub, |t| !t.contains("late1")).await;
-        publisher.abort();
+        assert_eq!(publisher.assemblies(), 3, "published after the settle time");
+        published(&publisher, |t| !t.contains("late1")).await;
+        publishing.abort();
     }
 
     #[tokio::test]
     async fn a_steady_trickle_is_published_every_max_settle() {
-        let hub = Hub::new();
+        let publisher = PagePublisher::new();
         let max_settle = Duration::from_millis(500);
-        let publisher = tokio::spawn(Arc::clone(&hub).publish_loop(
+        let publishing = tokio::spawn(Arc::clone(&publisher).publish_loop(
             Duration::from_millis(100),
             Duration::from_millis(200),
             max_settle,
@@ -400,16 +481,16 @@ mod tests {
         let start = tokio::time::Instant::now();
         let mut i = 0;
         while start.elapsed() < Duration::from_secs(2) {
-            hub.publish(&format!("t{i:03}"), fragment(&format!("t{i:03}")));
+            publisher.publish(&format!("t{i:03}"), fragment(&format!("t{i:03}")));
             i += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let n = hub.assemblies();
+        let n = publisher.assemblies();
         assert!((3..=5).contains(&n), "{n} assemblies in 2 s");
         // The last change is out within max_settle.
         let last = format!("target=\"t{:03}\"", i - 1);
-        published(&hub, |t| t.contains(&last)).await;
+        published(&publisher, |t| t.contains(&last)).await;
         assert!(start.elapsed() < Duration::from_millis(2000) + max_settle * 2);
-        publisher.abort();
+        publishing.abort();
     }
 }

@@ -6,6 +6,10 @@
 //! the page is then only copying bytes in family order.
 
 pub mod exposition;
+pub mod memfd;
+pub mod openmetrics;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod text;
 
 /// `counter` or `gauge`.
@@ -73,7 +77,7 @@ families! {
     OwnerInfo => "upload_session_owner_info", Gauge,
         "The owner's display name where the API gives one; the value is always 1 (join on owner_id).";
     Ended => "upload_session_ended_total", Counter,
-        "Sessions that left the list since the exporter started: outcome=completed before their expiry (committed or aborted), outcome=expired after it.";
+        "Sessions that stopped being live (Vault active, deepset open) since the exporter started, each counted once whether or not it is still listed: outcome=completed before its expiry (Vault: committed or aborted; deepset: closed), outcome=expired when its expiry passed first.";
     TargetUp => "upload_session_target_up", Gauge,
         "1 if the last poll of the target succeeded, else 0.";
     LastSuccess => "upload_session_last_success_timestamp_seconds", Gauge,

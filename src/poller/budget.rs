@@ -130,4 +130,52 @@ mod tests {
             (Duration::from_secs(900), Some(Throttle::Delayed))
         );
     }
+
+    #[test]
+    fn boundaries_of_each_rule() {
+        let base = Duration::from_secs(150);
+        // Exactly the share (50 calls × 2 polls per window = 100 = 5% of
+        // 2000): not stretched.
+        assert_eq!(stretch(base, burst(2000, 1900, None), 50, B), (base, None));
+        // More calls: stretched to what the share allows (75 calls, 100
+        // per window: 225 s).
+        assert_eq!(
+            stretch(base, burst(2000, 1900, None), 75, B),
+            (Duration::from_secs(225), Some(Throttle::Share))
+        );
+        // Remaining exactly at the reserve (25% of 2000): not paused.
+        let r = Budget {
+            share: 0.5,
+            reserve: 0.25,
+        };
+        assert_eq!(stretch(base, burst(2000, 500, None), 1, r), (base, None));
+        assert_eq!(
+            stretch(base, burst(2000, 499, None), 1, r),
+            (WINDOW, Some(Throttle::Reserve))
+        );
+        // A zero delay header is no delay; a zero limit is no information.
+        assert_eq!(
+            stretch(base, burst(2000, 1900, Some(0)), 1, B),
+            (base, None)
+        );
+        assert_eq!(stretch(base, burst(0, 0, None), 1000, B), (base, None));
+        // A tiny share still allows one call per window.
+        let tiny = Budget {
+            share: 0.0001,
+            reserve: 0.0,
+        };
+        assert_eq!(
+            stretch(Duration::from_secs(1), burst(2000, 2000, None), 2, tiny),
+            (Duration::from_secs(600), Some(Throttle::Share))
+        );
+    }
+
+    #[test]
+    fn each_throttle_names_its_setting() {
+        assert!(Throttle::Share.describe().contains("burst_limit_share"));
+        assert!(Throttle::Reserve.describe().contains("burst_limit_reserve"));
+        assert!(Throttle::Delayed
+            .describe()
+            .contains("X-VaultAPI-ResponseDelay"));
+    }
 }

@@ -23,13 +23,18 @@ const RATE_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// Samples kept per session at most (memory stays flat however long a
 /// session lives).
 const MAX_SAMPLES: usize = 12;
+/// Sessions remembered per target at most, whatever the upstream lists (a
+/// workspace where sessions are created and closed in a loop lists every
+/// one until it expires). Sessions beyond it are judged as if first seen
+/// on every poll.
+pub const MAX_TRACKED: usize = 50_000;
 
-/// Why a session left the list.
+/// How a session stopped being live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
-    /// Left before its expiry: committed or aborted.
+    /// Before its expiry: committed or aborted (Vault), closed (deepset).
     Completed,
-    /// Left after its expiry: purged with its parts.
+    /// Its expiry passed first (purged with its parts, or still listed).
     Expired,
 }
 
@@ -80,6 +85,11 @@ pub struct History {
     primed: bool,
     /// Counts updates; marks which sessions the latest list had.
     epoch: u64,
+    /// `now` of the latest update: a session created after it cannot have
+    /// been seen yet.
+    last_update: UnixMillis,
+    /// The list went past [`MAX_TRACKED`] (warned once).
+    over_cap: bool,
 }
 
 impl History {
@@ -102,9 +112,12 @@ impl History {
     ///   open session are lost unless it is closed in time);
     /// - deepset, closed: files still pending ingestion.
     ///
-    /// A session ends when it leaves a live state (active/open): by
+    /// A session ends when it stops being live (Vault active, deepset open),
+    /// and is counted once, whether or not it is still listed: by
     /// disappearing from the list (completed before its expiry, expired
-    /// after it), by closing (completed) or by expiring while listed.
+    /// after it), by closing (completed), by expiring while listed
+    /// (expired), or by first appearing already closed or expired when it
+    /// was created since the last poll.
     pub fn update(
         &mut self,
         sessions: &[Session],
@@ -118,6 +131,7 @@ impl History {
         let stall_after_ms = rules.stall_after_ms;
         let mut judgements = Vec::with_capacity(sessions.len());
         let mut ended = Vec::new();
+        let mut untracked;
         for s in sessions {
             let progress = s.progress();
             let t = match self.sessions.get_mut(s.id.as_str()) {
@@ -134,11 +148,7 @@ impl History {
                         p.progress_at.max(s.last_upload.unwrap_or(i64::MIN))
                     };
                     if p.state.is_live() && !s.is_live() && self.primed {
-                        let outcome = match s.state {
-                            SessionState::Closed => Outcome::Completed,
-                            _ => Outcome::Expired,
-                        };
-                        ended.push((s.owner_id.clone(), outcome));
+                        ended.push((s.owner_id.clone(), ended_as(s.state)));
                     }
                     if p.owner_id != s.owner_id {
                         p.owner_id.clone_from(&s.owner_id);
@@ -151,6 +161,17 @@ impl History {
                     p
                 }
                 None => {
+                    // Created and ended between two polls (a small deepset
+                    // upload closes within seconds): it ended all the same.
+                    // Only if created since the last poll, so that a session
+                    // that was forgotten and is listed again (an old closed
+                    // one) is not counted a second time.
+                    if self.primed
+                        && !s.is_live()
+                        && s.created.is_some_and(|c| c >= self.last_update)
+                    {
+                        ended.push((s.owner_id.clone(), ended_as(s.state)));
+                    }
                     let progress_at = if s.state == SessionState::Closed {
                         // First sight of a closed session: its closing time
                         // is unknown, so start counting now.
@@ -159,7 +180,7 @@ impl History {
                         // Otherwise trust the upstream's dates.
                         s.last_upload.or(s.created).unwrap_or(now)
                     };
-                    self.sessions.entry(s.id.clone()).or_insert(Tracked {
+                    let fresh = Tracked {
                         owner_id: s.owner_id.clone(),
                         state: s.state,
                         progress,
@@ -167,7 +188,21 @@ impl History {
                         expires: s.expires,
                         samples: VecDeque::new(),
                         seen: epoch,
-                    })
+                    };
+                    if self.sessions.len() < MAX_TRACKED {
+                        self.sessions.entry(s.id.clone()).or_insert(fresh)
+                    } else {
+                        if !self.over_cap {
+                            self.over_cap = true;
+                            tracing::warn!(
+                                listed = sessions.len(),
+                                "the upstream lists more than {MAX_TRACKED} sessions; those beyond \
+                                 are judged without history (no stall or ended detection)"
+                            );
+                        }
+                        untracked = fresh;
+                        &mut untracked
+                    }
                 }
             };
             let idle = now.saturating_sub(t.progress_at) >= stall_after_ms;
@@ -220,7 +255,51 @@ impl History {
         }
         ended.sort();
         self.primed = true;
+        self.last_update = now;
         (judgements, ended)
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn remembered_sessions_are_bounded_whatever_is_listed() {
+        let rules = Rules {
+            stall_after_ms: 60_000,
+            at_risk_horizon_ms: 0,
+        };
+        let session = |i: usize| Session {
+            id: format!("s{i}"),
+            owner_id: "o".into(),
+            owner_name: None,
+            path: None,
+            state: SessionState::Closed,
+            size: None,
+            uploaded: 0,
+            parts: 0,
+            created: Some(0),
+            expires: Some(i64::MAX),
+            last_upload: None,
+            files: None,
+        };
+        let mut h = History::default();
+        let listed: Vec<Session> = (0..MAX_TRACKED + 100).map(session).collect();
+        let (judgements, _) = h.update(&listed, 1_000, rules);
+        assert_eq!(judgements.len(), listed.len());
+        assert_eq!(h.len(), MAX_TRACKED);
+        let (_, ended) = h.update(&listed, 2_000, rules);
+        assert_eq!(h.len(), MAX_TRACKED);
+        assert!(ended.is_empty());
+    }
+}
+
+/// How a session listed in a state that is not live ended.
+fn ended_as(state: SessionState) -> Outcome {
+    match state {
+        SessionState::Closed => Outcome::Completed,
+        _ => Outcome::Expired,
     }
 }
 
@@ -445,6 +524,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn created_and_ended_between_polls_counts_once_old_ones_never() {
+        let mut h = History::default();
+        let r = rules(30 * MIN);
+        h.update(&[], 10 * MIN, r);
+        let files = FileCounts {
+            total: 1,
+            finished: 0,
+            failed: 0,
+        };
+        // Created at 12 min, closed before the poll at 20 min.
+        let mut quick = deepset("q", SessionState::Closed, files, 100 * MIN);
+        quick.created = Some(12 * MIN);
+        // Created long before the last poll: listed again after being
+        // forgotten, it must not count (it was, or could have been, before).
+        let mut old = deepset("o", SessionState::Closed, files, 100 * MIN);
+        old.created = Some(MIN);
+        let (_, ended) = h.update(&[quick.clone(), old.clone()], 20 * MIN, r);
+        assert_eq!(ended, vec![("7".to_string(), Outcome::Completed)]);
+        let (_, ended) = h.update(&[quick, old], 30 * MIN, r);
+        assert!(ended.is_empty(), "{ended:?}");
+    }
+
     const MB: u64 = 1_000_000;
 
     fn vault(uploaded: u64, size: u64, created: i64, last: i64, expires: i64) -> Session {
@@ -547,3 +649,7 @@ mod tests {
         assert!(h.is_empty());
     }
 }
+
+#[cfg(test)]
+#[path = "history_tests.rs"]
+mod mutant_tests;

@@ -1,15 +1,15 @@
 //! One poll loop per target: fetch the sessions on the target's interval
 //! (at a phase drawn at start), update the history, render the target's
-//! series and hand them to the [`Hub`]. Failures back off exponentially; failed logins back
+//! series and hand them to the [`PagePublisher`]. Failures back off exponentially; failed logins back
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
+pub mod board;
 pub mod budget;
 pub mod history;
 pub mod owners;
 pub mod target;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KindConfig, TargetConfig};
-use crate::metrics::exposition::Hub;
+use crate::metrics::exposition::PagePublisher;
 use crate::model::{now_millis, Session};
 use crate::upstream::deepset::DeepsetClient;
 use crate::upstream::vault::{self, VaultClient};
@@ -102,56 +102,21 @@ impl Source {
     }
 }
 
-/// Which targets have finished their first poll (for `/-/ready`).
-#[derive(Debug, Default)]
-pub struct Readiness {
-    waiting: Mutex<HashSet<String>>,
-}
-
-impl Readiness {
-    /// Starts waiting for these targets.
-    pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Arc<Self> {
-        Arc::new(Readiness {
-            waiting: Mutex::new(targets.into_iter().map(str::to_string).collect()),
-        })
-    }
-
-    /// Starts waiting for one more target (added by a reload).
-    pub fn wait_for(&self, target: &str) {
-        if let Ok(mut w) = self.waiting.lock() {
-            w.insert(target.to_string());
-        }
-    }
-
-    /// A target finished its first poll.
-    pub fn done(&self, target: &str) {
-        if let Ok(mut w) = self.waiting.lock() {
-            w.remove(target);
-        }
-    }
-
-    /// Targets still waiting for their first poll.
-    pub fn waiting(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .waiting
-            .lock()
-            .map(|w| w.iter().cloned().collect())
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-}
+pub use crate::readiness::Readiness;
 
 /// What a poll task shares with the rest of the exporter.
 #[derive(Clone)]
 pub struct Shared {
     /// Where rendered fragments go.
-    pub hub: Arc<Hub>,
+    pub publisher: Arc<PagePublisher>,
     /// Bounds the upstream requests in flight, across all targets (not the
     /// polls: a poll with many calls must not hold up the others).
     pub limiter: RequestLimiter,
     /// First-poll bookkeeping.
     pub readiness: Arc<Readiness>,
+    /// Where each poll's sessions go for the `/sessions` page; `None` when
+    /// the page is off (the sessions are then not kept).
+    pub board: Option<Arc<board::Board>>,
 }
 
 /// Polls one target once and returns its state: for `--once` and tests.
@@ -160,30 +125,49 @@ pub async fn poll_once(
     source: &mut Source,
     state: &mut TargetState,
 ) -> Result<(), FetchError> {
+    poll_once_keeping(target, source, state, false).await
+}
+
+/// [`poll_once`], keeping the sessions in `state` for the `/sessions` page
+/// if `keep`.
+pub async fn poll_once_keeping(
+    target: &TargetConfig,
+    source: &mut Source,
+    state: &mut TargetState,
+    keep: bool,
+) -> Result<(), FetchError> {
     let started = Instant::now();
     let now = now_millis();
     // A whole poll gets at most one interval (or timeout), so that a target
     // whose upstream trickles (every page just within the timeout) still
     // ends its poll. Each request is bounded by the timeout on its own. The
-    // budget includes waiting for request permits: when the whole fleet
+    // deadline includes waiting for request permits: when the whole fleet
     // needs more requests than fit into an interval, a long poll may run
-    // out of budget; what it fetched meanwhile stays cached (deepset) and
+    // past its deadline; what it fetched meanwhile stays cached (deepset) and
     // the next poll goes on from there.
-    let budget = target.poll_interval.max(target.timeout);
-    let result = match tokio::time::timeout(budget, source.fetch(now)).await {
+    let deadline = target.poll_interval.max(target.timeout);
+    let result = match tokio::time::timeout(deadline, source.fetch(now)).await {
         Ok(r) => r,
         Err(_) => Err(FetchError::Timeout {
             endpoint: "poll",
-            timeout: budget,
+            timeout: deadline,
         }),
     };
     let secs = started.elapsed().as_secs_f64();
     source.account(state);
-    match &result {
-        Ok(sessions) => state.record_success(sessions, now, secs),
-        Err(e) => state.record_failure(e, now, secs),
+    match result {
+        Ok(sessions) => {
+            state.record_success(&sessions, now, secs);
+            if keep {
+                state.keep_sessions(sessions);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            state.record_failure(&e, now, secs);
+            Err(e)
+        }
     }
-    result.map(|_| ())
 }
 
 /// Runs the poll loop of one target until `shutdown`, logs out, and
@@ -203,12 +187,19 @@ pub async fn run_target(
         }
         _ => TargetState::for_target(&target),
     };
+    // The page lists the target (waiting for its first poll) at once.
+    if let Some(board) = &shared.board {
+        board.publish(state.view());
+    }
     let mut source = match Source::new(&target, &shared.limiter) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(target = %name, error = %e, "cannot create the upstream client");
             state.record_failure(&e, now_millis(), 0.0);
-            shared.hub.publish(&name, state.render());
+            shared.publisher.publish(&name, state.render());
+            if let Some(board) = &shared.board {
+                board.publish(state.view());
+            }
             shared.readiness.done(&name);
             None
         }
@@ -230,7 +221,7 @@ pub async fn run_target(
         // other targets.
         let scheduled = next;
         let result = tokio::select! {
-            r = poll_once(&target, source, &mut state) => r,
+            r = poll_once_keeping(&target, source, &mut state, shared.board.is_some()) => r,
             _ = shutdown.cancelled() => break,
         };
         let delay = match &result {
@@ -280,8 +271,11 @@ pub async fn run_target(
             }
             throttled = why;
         }
-        state.set_interval(delay);
-        shared.hub.publish(&name, state.render());
+        state.set_scheduled_delay(delay);
+        shared.publisher.publish(&name, state.render());
+        if let Some(board) = &shared.board {
+            board.publish(state.view());
+        }
         shared.readiness.done(&name);
         next = next_poll(scheduled, delay, Instant::now());
         // A Retry-After counts from the answer.

@@ -1,7 +1,9 @@
 //! The state of one target between polls, and its rendering into a
 //! [`TargetFragment`]. Owned by the target's poll task only.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::metrics::text::Value;
 use crate::metrics::{Family, TargetFragment};
@@ -9,7 +11,52 @@ use crate::model::{FileCounts, Session, SessionState, UnixMillis};
 use crate::upstream::vault::BurstInfo;
 use crate::upstream::{ErrorReason, FetchError};
 
-use super::history::{History, Outcome, Rules};
+use super::board::{LastError, Polled, TargetView};
+use super::history::{History, Judgement, Outcome, Rules};
+use crate::upstream::redact::Redactor;
+
+/// Longest label value exported, in characters. Owner ids and names come
+/// from the upstream: a 100 KB name would make Prometheus refuse the whole
+/// scrape once `label_value_length_limit` is set, and every target would
+/// lose its data.
+pub const MAX_LABEL_CHARS: usize = 256;
+/// Hex digits of the hash that ends a cut owner id.
+const LABEL_HASH_HEX: usize = 16;
+/// Owners whose cut labels are logged, per target (after that, silence).
+const CAP_LOGS_KEPT: usize = 1000;
+
+/// `id` as an `owner_id` label: unchanged up to [`MAX_LABEL_CHARS`]
+/// characters; longer, its start, `…` and the first hex digits of its
+/// SHA-256, so that two long ids sharing their start stay two series and
+/// an id keeps its label from poll to poll and across restarts.
+pub fn owner_id_label(id: &str) -> Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if id.chars().count() <= MAX_LABEL_CHARS {
+        return Cow::Borrowed(id);
+    }
+    let hash = Sha256::digest(id.as_bytes());
+    let hex: String = hash
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .take(LABEL_HASH_HEX)
+        .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
+        .collect();
+    let head: String = id
+        .chars()
+        .take(MAX_LABEL_CHARS - 1 - LABEL_HASH_HEX)
+        .collect();
+    Cow::Owned(format!("{head}…{hex}"))
+}
+
+/// `name` as an `owner_name` label: cut to [`MAX_LABEL_CHARS`] characters
+/// (the last one `…`).
+pub fn owner_name_label(name: &str) -> Cow<'_, str> {
+    if name.chars().count() <= MAX_LABEL_CHARS {
+        return Cow::Borrowed(name);
+    }
+    let head: String = name.chars().take(MAX_LABEL_CHARS - 1).collect();
+    Cow::Owned(format!("{head}…"))
+}
 
 /// Per-owner figures of one successful poll.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,10 +109,24 @@ pub struct TargetState {
     ended: BTreeMap<(String, Outcome), u64>,
     burst: Option<BurstInfo>,
     history: History,
-    /// Calls of the last poll (for the budget).
+    /// Calls of the last poll (for the Vault API budget).
     last_poll_calls: u64,
     /// The wait scheduled after the last poll.
-    interval: Option<std::time::Duration>,
+    scheduled_delay: Option<std::time::Duration>,
+    /// Owners whose over-long labels were logged (once each).
+    capped_logged: BTreeSet<String>,
+    /// Judgements of the last successful poll, until [`keep_sessions`]
+    /// pairs them with its sessions.
+    ///
+    /// [`keep_sessions`]: TargetState::keep_sessions
+    judgements: Vec<Judgement>,
+    /// The last successful poll's sessions, for the `/sessions` page.
+    kept: Option<Arc<Polled>>,
+    /// The last failure since the last success.
+    last_error: Option<LastError>,
+    /// Masks the target's secrets in the error shown on the page (errors
+    /// are masked where upstream text enters them; this is the second net).
+    redactor: Redactor,
 }
 
 impl TargetState {
@@ -88,14 +149,19 @@ impl TargetState {
             burst: None,
             history: History::default(),
             last_poll_calls: 0,
-            interval: None,
+            scheduled_delay: None,
+            capped_logged: BTreeSet::new(),
+            judgements: Vec::new(),
+            kept: None,
+            last_error: None,
+            redactor: Redactor::new([]),
         }
     }
 
     /// A target that has not been polled yet, judged by its configuration.
     pub fn for_target(target: &crate::config::TargetConfig) -> Self {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        TargetState::new(
+        let mut state = TargetState::new(
             &target.name,
             target.kind.label(),
             Rules {
@@ -103,7 +169,12 @@ impl TargetState {
                 at_risk_horizon_ms: ms(target.at_risk_horizon),
             },
             ms(target.stale_after),
-        )
+        );
+        state.redactor = Redactor::new([match &target.kind {
+            crate::config::KindConfig::Vault(v) => &v.password,
+            crate::config::KindConfig::Deepset(d) => &d.api_key,
+        }]);
+        state
     }
 
     /// Applies a changed configuration of the same target (kept: counters,
@@ -112,6 +183,7 @@ impl TargetState {
         let fresh = TargetState::for_target(target);
         self.rules = fresh.rules;
         self.stale_after_ms = fresh.stale_after_ms;
+        self.redactor = fresh.redactor;
     }
 
     /// The `kind` label.
@@ -150,8 +222,8 @@ impl TargetState {
     }
 
     /// Records the wait scheduled before the next poll.
-    pub fn set_interval(&mut self, wait: std::time::Duration) {
-        self.interval = Some(wait);
+    pub fn set_scheduled_delay(&mut self, wait: std::time::Duration) {
+        self.scheduled_delay = Some(wait);
     }
 
     /// Adds upstream calls to the request counters.
@@ -169,12 +241,21 @@ impl TargetState {
 
     /// Takes in a successful poll made at `now`.
     pub fn record_success(&mut self, sessions: &[Session], now: UnixMillis, poll_seconds: f64) {
+        // Labels are capped before anything is keyed by them (history,
+        // ended counters); a copy is made only when a label is too long.
+        let capped: Vec<Session>;
+        let sessions = if sessions.iter().any(too_long) {
+            capped = sessions.iter().map(|s| self.cap_labels(s)).collect();
+            &capped[..]
+        } else {
+            sessions
+        };
         let (judgements, ended) = self.history.update(sessions, now, self.rules);
         for (owner, outcome) in ended {
             *self.ended.entry((owner, outcome)).or_default() += 1;
         }
         let mut owners: BTreeMap<String, OwnerStats> = BTreeMap::new();
-        for (s, j) in sessions.iter().zip(judgements) {
+        for (s, j) in sessions.iter().zip(judgements.iter()) {
             // Look up before inserting: most sessions belong to an owner
             // already seen, and `entry` would copy the id every time.
             if !owners.contains_key(&s.owner_id) {
@@ -215,10 +296,42 @@ impl TargetState {
             o.at_risk += u64::from(j.at_risk);
         }
         self.owners = owners;
+        self.judgements = judgements;
+        self.last_error = None;
         self.last_success = Some(now);
         self.up = true;
         self.polled = true;
         self.poll_seconds = poll_seconds;
+    }
+
+    /// `s` with its owner labels cut to [`MAX_LABEL_CHARS`]; logs each
+    /// owner concerned once.
+    fn cap_labels(&mut self, s: &Session) -> Session {
+        let id = owner_id_label(&s.owner_id).into_owned();
+        let name = s
+            .owner_name
+            .as_deref()
+            .map(|n| owner_name_label(n).into_owned());
+        let cut_id = id.len() != s.owner_id.len();
+        let cut_name = name.as_ref().map(String::len) != s.owner_name.as_ref().map(String::len);
+        if (cut_id || cut_name)
+            && self.capped_logged.len() < CAP_LOGS_KEPT
+            && self.capped_logged.insert(id.clone())
+        {
+            tracing::warn!(
+                target = %self.name,
+                owner_id = %id,
+                owner_id_chars = s.owner_id.chars().count(),
+                owner_name_chars = s.owner_name.as_ref().map_or(0, |n| n.chars().count()),
+                "owner label longer than {MAX_LABEL_CHARS} characters from the upstream; exported \
+                 cut (owner ids keep a hash suffix so that they stay distinct)"
+            );
+        }
+        Session {
+            owner_id: id,
+            owner_name: name,
+            ..s.clone()
+        }
     }
 
     /// Takes in a failed poll. The last figures stay until `stale_after`.
@@ -233,6 +346,42 @@ impl TargetState {
         };
         if stale {
             self.owners.clear();
+            self.kept = None;
+        }
+        self.last_error = Some(LastError {
+            reason: error.reason(),
+            message: crate::text::clean(&self.redactor.text(&error.to_string(), 300)),
+            at: now,
+        });
+    }
+
+    /// Keeps the sessions of the poll [`record_success`] just took in (with
+    /// its judgements) for the `/sessions` page, replacing the previous
+    /// ones: the vector is moved, not copied.
+    ///
+    /// [`record_success`]: TargetState::record_success
+    pub fn keep_sessions(&mut self, sessions: Vec<Session>) {
+        let judgements = std::mem::take(&mut self.judgements);
+        self.kept = match self.last_success {
+            Some(at) if judgements.len() == sessions.len() => Some(Arc::new(Polled {
+                at,
+                sessions,
+                judgements,
+            })),
+            _ => None,
+        };
+    }
+
+    /// What the `/sessions` page shows of this target.
+    pub fn view(&self) -> TargetView {
+        TargetView {
+            name: self.name.clone(),
+            kind: self.kind,
+            up: self.up,
+            polled: self.polled,
+            last_success: self.last_success,
+            last_error: self.last_error.clone(),
+            polled_sessions: self.kept.clone(),
         }
     }
 
@@ -345,7 +494,7 @@ impl TargetState {
                 Value::U(*n),
             );
         }
-        if let Some(i) = self.interval {
+        if let Some(i) = self.scheduled_delay {
             f.sample(
                 Family::PollInterval,
                 &[("target", t)],
@@ -375,6 +524,12 @@ impl TargetState {
     }
 }
 
+fn too_long(s: &Session) -> bool {
+    // Bytes bound characters from above: the cheap test first.
+    let long = |v: &str| v.len() > MAX_LABEL_CHARS && v.chars().count() > MAX_LABEL_CHARS;
+    long(&s.owner_id) || s.owner_name.as_deref().is_some_and(long)
+}
+
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
@@ -392,6 +547,7 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
     use crate::upstream::FetchError;
 
     fn session(owner: &str, uploaded: u64) -> Session {
@@ -473,6 +629,47 @@ mod tests {
     }
 
     #[test]
+    fn long_owner_labels_are_cut_distinct_and_stable() {
+        let a = format!("{}a", "x".repeat(15_000));
+        let b = format!("{}b", "x".repeat(15_000));
+        let (la, lb) = (owner_id_label(&a), owner_id_label(&b));
+        assert_eq!(la.chars().count(), MAX_LABEL_CHARS);
+        assert_eq!(lb.chars().count(), MAX_LABEL_CHARS);
+        assert_ne!(la, lb);
+        assert_eq!(owner_id_label(&a), la, "stable");
+        assert!(la.starts_with("xxxx") && la.contains('…'), "{la}");
+        let exact = "é".repeat(MAX_LABEL_CHARS);
+        assert_eq!(owner_id_label(&exact), exact.as_str());
+        assert_eq!(owner_name_label(&exact), exact.as_str());
+        let name = owner_name_label(&"N".repeat(100_000)).into_owned();
+        assert_eq!(name.chars().count(), MAX_LABEL_CHARS);
+        assert!(name.ends_with("N…"));
+
+        let mut t = TargetState::new(
+            "t",
+            "deepset",
+            Rules {
+                stall_after_ms: 60_000,
+                at_risk_horizon_ms: 0,
+            },
+            300_000,
+        );
+        let mut s1 = session(&a, 1);
+        s1.owner_name = Some("N".repeat(100_000));
+        let s2 = session(&b, 2);
+        t.record_success(&[s1, s2], 1_000, 0.1);
+        let text = render(&t);
+        assert!(
+            text.lines().all(|l| l.len() < 3 * MAX_LABEL_CHARS),
+            "a line is too long"
+        );
+        assert!(text.contains(&format!("owner_id=\"{la}\"")));
+        assert!(text.contains(&format!("owner_id=\"{lb}\"")));
+        assert!(text.contains(&format!("owner_id=\"{la}\",owner_name=\"{name}\"")));
+        assert_eq!(t.capped_logged.len(), 2);
+    }
+
+    #[test]
     fn owners_without_sessions_disappear() {
         let mut t = TargetState::new(
             "t",
@@ -501,5 +698,51 @@ mod tests {
         ));
         assert!(text
             .contains("upload_session_sessions{target=\"t\",owner_id=\"2\",state=\"active\"} 1\n"));
+    }
+
+    #[test]
+    fn the_sessions_page_keeps_the_last_poll_until_stale_with_the_error_scrubbed() {
+        let mut t = TargetState::new(
+            "t",
+            "vault",
+            Rules {
+                stall_after_ms: 60_000,
+                at_risk_horizon_ms: 0,
+            },
+            300_000,
+        );
+        t.redactor = Redactor::new([&Secret::new("hunter2")]);
+        let sessions = vec![session("1", 10), session("2", 5)];
+        t.record_success(&sessions, 1_000, 0.1);
+        t.keep_sessions(sessions);
+        let v = t.view();
+        assert_eq!(
+            (v.up, v.session_count(), v.last_success),
+            (true, 2, Some(1_000))
+        );
+        let kept = v.polled_sessions.unwrap();
+        assert_eq!((kept.at, kept.judgements.len()), (1_000, 2));
+        // A failure keeps them (marked down) until stale_after, with the
+        // error's secret replaced.
+        let err = FetchError::HttpStatus {
+            endpoint: "auth",
+            status: 500,
+            snippet: "echo: password=hunter2".into(),
+        };
+        t.record_failure(&err, 1_000 + 299_999, 0.2);
+        let v = t.view();
+        assert_eq!((v.up, v.session_count()), (false, 2));
+        let e = v.last_error.unwrap();
+        assert_eq!(e.message, "auth: HTTP 500: echo: password=***");
+        assert_eq!(
+            (e.reason, e.at),
+            (crate::upstream::ErrorReason::HttpStatus, 300_999)
+        );
+        t.record_failure(&err, 1_000 + 300_000, 0.2);
+        assert_eq!(t.view().session_count(), 0, "dropped with the series");
+        // The next success clears the error.
+        t.record_success(&[], 400_000, 0.1);
+        t.keep_sessions(vec![]);
+        assert!(t.view().last_error.is_none());
     }
 }

@@ -16,33 +16,148 @@
 //!   in either direction (keep-alive pauses, clients that stop reading).
 //!
 //! The service marks the end of each request head by calling
-//! [`HeadSeen::mark`]; the wrapper then stops the header clock.
+//! [`ConnState::mark`]; the wrapper then stops the header clock.
+//!
+//! The wrapper also notes when the connection is idle between requests
+//! (waiting for the next one with nothing received), so that the server
+//! can close the longest idle ones when every slot is taken.
 
+use std::collections::HashMap;
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::sendfile::{AsTcp, ZeroCopy};
 
-/// Set by the service when hyper has parsed a request head.
-#[derive(Debug, Default)]
-pub(super) struct HeadSeen(AtomicBool);
+/// What the service, the IO wrapper and the accept loop share about one
+/// connection.
+#[derive(Debug)]
+pub(super) struct ConnState {
+    /// Set by the service when hyper has parsed a request head.
+    head: AtomicBool,
+    /// When the connection went idle between requests, as microseconds
+    /// since `epoch` plus one; 0 while not idle.
+    idle_since: AtomicU64,
+    epoch: std::time::Instant,
+    /// Asks the connection to close (gracefully: a request in progress is
+    /// answered first).
+    pub(super) evict: Notify,
+}
 
-impl HeadSeen {
+impl ConnState {
+    fn new(epoch: std::time::Instant) -> Self {
+        ConnState {
+            head: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            epoch,
+            evict: Notify::new(),
+        }
+    }
+
     /// A request head has been parsed.
     pub(super) fn mark(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.head.store(true, Ordering::Relaxed);
+        self.busy();
     }
 
     fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.head.swap(false, Ordering::Relaxed)
+    }
+
+    fn busy(&self) {
+        if self.idle_since.load(Ordering::Relaxed) != 0 {
+            self.idle_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn idle(&self) {
+        if self.idle_since.load(Ordering::Relaxed) == 0 {
+            let t = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+            self.idle_since.store(t + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The open connections, to find idle ones when every slot is taken.
+#[derive(Debug)]
+pub(super) struct Connections {
+    epoch: std::time::Instant,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<ConnState>>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            epoch: std::time::Instant::now(),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Removes its connection from [`Connections`] when dropped.
+pub(super) struct Registered {
+    id: u64,
+    all: Arc<Connections>,
+    /// The connection's shared state.
+    pub(super) state: Arc<ConnState>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.all.open.lock() {
+            open.remove(&self.id);
+        }
+    }
+}
+
+impl Connections {
+    /// Tracks a new connection until the returned value is dropped.
+    pub(super) fn register(self: &Arc<Self>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState::new(self.epoch));
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(id, Arc::clone(&state));
+        }
+        Registered {
+            id,
+            all: Arc::clone(self),
+            state,
+        }
+    }
+
+    /// Asks the connection idle the longest to close; false if none is
+    /// idle. A scan, but only when every slot is taken and a client waits.
+    pub(super) fn evict_oldest_idle(&self) -> bool {
+        let Ok(open) = self.open.lock() else {
+            return false;
+        };
+        let oldest = open
+            .values()
+            .filter_map(|c| {
+                let t = c.idle_since.load(Ordering::Relaxed);
+                (t != 0).then_some((t, c))
+            })
+            .min_by_key(|(t, _)| *t);
+        match oldest {
+            Some((_, c)) => {
+                // Not picked again while it closes.
+                c.idle_since.store(0, Ordering::Relaxed);
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -52,7 +167,7 @@ pub(super) struct Guarded<I> {
     inner: I,
     header_timeout: Duration,
     idle_timeout: Duration,
-    head: Arc<HeadSeen>,
+    head: Arc<ConnState>,
     /// When the request head being read began; `None` between requests.
     head_started: Option<Instant>,
     /// Last byte read or written.
@@ -64,15 +179,16 @@ pub(super) struct Guarded<I> {
 }
 
 impl<I> Guarded<I> {
-    /// Wraps a freshly accepted connection; its first request's head is due
-    /// within `header_timeout` from now.
+    /// Wraps a connection accepted at `accepted`; its first request's head
+    /// is due within `header_timeout` from then.
     pub(super) fn new(
         inner: I,
+        accepted: Instant,
         header_timeout: Duration,
         idle_timeout: Duration,
-        head: Arc<HeadSeen>,
+        head: Arc<ConnState>,
     ) -> Self {
-        let now = Instant::now();
+        let now = accepted;
         Guarded {
             inner,
             header_timeout,
@@ -146,6 +262,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
                 if buf.filled().len() > before {
                     let now = Instant::now();
                     this.last_activity = now;
+                    this.head.busy();
                     // The first bytes after a request head start the next
                     // one (or are the current request's body: bounded too).
                     if this.head_started.is_none() {
@@ -156,6 +273,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if this.head_started.is_none() {
+                    // Waiting for the next request: idle keep-alive.
+                    this.head.idle();
+                }
                 let deadline = this.read_deadline();
                 if expired(&mut this.read_timer, deadline, cx) {
                     let what = if this.head_started.is_some() {

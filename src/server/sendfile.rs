@@ -1,4 +1,5 @@
-//! Zero-copy sending of the prepared gzip page over plain TCP.
+//! Zero-copy sending of the prepared gzip pages (text and OpenMetrics) over
+//! plain TCP.
 //!
 //! Serving the fleet's 170 KB gzip page, the exporter spent 40 % of its CPU
 //! in the kernel copying the body from user space into socket buffers
@@ -24,26 +25,6 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::metrics::exposition::Exposition;
-
-/// A sealed in-kernel copy of `bytes` to `sendfile` from; `None` where that
-/// is not supported or the copy fails (the page is then sent by copying).
-pub fn kernel_copy(bytes: &[u8]) -> Option<Arc<File>> {
-    #[cfg(target_os = "linux")]
-    {
-        match linux::sealed_memfd(bytes) {
-            Ok(f) => Some(Arc::new(f)),
-            Err(e) => {
-                tracing::debug!(error = %e, "no in-kernel copy of the page; it is sent by copying");
-                None
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = bytes;
-        None
-    }
-}
 
 /// A connection that may be a plain TCP socket (the one kind `sendfile`
 /// can write to).
@@ -84,12 +65,21 @@ impl ZeroCopy {
         bufs: &[io::IoSlice<'_>],
     ) -> Option<Poll<io::Result<usize>>> {
         let page = Arc::clone(&*self.pages.borrow());
-        let file = page.gzip_file.as_ref()?;
-        let base = page.gzip.as_ptr() as usize;
-        let end = base + page.gzip.len();
-        let i = bufs.iter().position(|b| {
-            let p = b.as_ptr() as usize;
-            !b.is_empty() && p >= base && p + b.len() <= end
+        // Either format's gzip body: the text one, or the OpenMetrics one.
+        let (i, base, file) = [
+            (&page.gzip, page.gzip_file.as_ref()),
+            (&page.openmetrics_gzip, page.openmetrics_gzip_file.as_ref()),
+        ]
+        .into_iter()
+        .find_map(|(body, file)| {
+            let file = file?;
+            let base = body.as_ptr() as usize;
+            let end = base + body.len();
+            let i = bufs.iter().position(|b| {
+                let p = b.as_ptr() as usize;
+                !b.is_empty() && p >= base && p + b.len() <= end
+            })?;
+            Some((i, base, file))
         })?;
         Some(if i == 0 {
             let offset = (bufs[0].as_ptr() as usize - base) as u64;
@@ -179,30 +169,6 @@ fn poll_send_more(
     Poll::Ready(Err(io::Error::from(io::ErrorKind::Unsupported)))
 }
 
-#[cfg(target_os = "linux")]
-mod linux {
-    use std::fs::File;
-    use std::io::{self, Write as _};
-
-    use rustix::fs::{MemfdFlags, SealFlags};
-
-    /// A memfd holding `bytes`, sealed against any change: data the kernel
-    /// is still sending from it can never change under the client.
-    pub(super) fn sealed_memfd(bytes: &[u8]) -> io::Result<File> {
-        let fd = rustix::fs::memfd_create(
-            "upload_session_exporter-page",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )?;
-        let mut file = File::from(fd);
-        file.write_all(bytes)?;
-        rustix::fs::fcntl_add_seals(
-            &file,
-            SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
-        )?;
-        Ok(file)
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -213,7 +179,8 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio_util::sync::CancellationToken;
 
-    use crate::poller::Readiness;
+    use crate::metrics::memfd::kernel_copy;
+    use crate::readiness::Readiness;
     use crate::server::{serve, Limits, ServerState};
 
     /// Bytes that do not compress, like a gzip body.
@@ -235,6 +202,7 @@ mod tests {
             plain: Bytes::from_static(b"plain page\n"),
             gzip_file: kernel_copy(&gzip),
             gzip,
+            ..Exposition::default()
         })
     }
 
@@ -255,6 +223,7 @@ mod tests {
             web: None,
             limits: Limits::default(),
             zero_copy_bytes: Default::default(),
+            sessions: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -180,43 +180,10 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
-/// The first bytes of a body as one printable line, for error messages.
-pub fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 120;
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX * 4)]);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if out.chars().count() > MAX {
-        out = out.chars().take(MAX).collect::<String>() + "…";
-    }
-    out
-}
-
 /// The value of a numeric header, if present and a number.
 pub fn header_u64(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snippet_is_one_short_line() {
-        assert_eq!(
-            snippet(b"<html>\n<body>Bad  gateway</body>"),
-            "<html> <body>Bad gateway</body>"
-        );
-        let long = "x".repeat(500);
-        assert_eq!(snippet(long.as_bytes()).chars().count(), 121);
-        assert_eq!(snippet(&[0xff, 0xfe, b'a']), "\u{fffd}\u{fffd}a");
-    }
 }

@@ -4,6 +4,8 @@
 
 pub mod deepset;
 pub mod http;
+pub mod lenient;
+pub mod redact;
 pub mod vault;
 
 use std::fmt;
@@ -64,7 +66,9 @@ impl fmt::Display for ErrorReason {
 }
 
 /// Why a call to an upstream failed. Messages name the endpoint and never
-/// contain a secret (request URLs carry none; bodies are not echoed whole).
+/// contain a secret: request URLs carry none, and every text taken from an
+/// upstream answer went through the target's [`redact::Redactor`] (secrets
+/// masked, length bounded) before it was put here.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The request timed out.

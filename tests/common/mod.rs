@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use time::macros::datetime;
 use upload_session_exporter::config::{
     DeepsetConfig, KindConfig, Pagination, TargetConfig, VaultConfig, DEFAULT_EXPIRED_WINDOW,
 };
 use upload_session_exporter::secret::Secret;
-use upload_session_exporter::sim::{DeepsetSpec, SimConfig, Simulator, VaultSpec};
+use upload_session_sim::{DeepsetSpec, SessionSeed, SimConfig, Simulator, VaultSpec};
 
 /// Starts an idle simulator with the given vaults (the first also at `/`).
 pub async fn sim(vaults: Vec<VaultSpec>) -> Simulator {
@@ -42,7 +43,7 @@ pub fn deepset_target(
         &sim.deepset_url(),
         KindConfig::Deepset(DeepsetConfig {
             workspace: workspace.to_string(),
-            api_key: Secret::new(upload_session_exporter::sim::deepset::DEMO_API_KEY),
+            api_key: Secret::new(upload_session_sim::deepset::DEMO_API_KEY),
             pagination,
             expired_window: DEFAULT_EXPIRED_WINDOW,
         }),
@@ -180,4 +181,94 @@ pub fn promtool_check(text: &str) -> Option<(bool, String)> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some((out.status.success(), msg))
+}
+
+/// Parses an OpenMetrics page with Prometheus's own OpenMetrics parser
+/// (`promtool tsdb create-blocks-from openmetrics`, which wants a timestamp
+/// on every sample, so one is appended). `None` when promtool is missing
+/// outside CI, as [`promtool_check`].
+pub fn promtool_check_openmetrics(page: &str) -> Option<(bool, String)> {
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stamped: String = page
+        .lines()
+        .map(|l| {
+            if l.starts_with('#') {
+                format!("{l}\n")
+            } else {
+                format!("{l} 1700000000\n")
+            }
+        })
+        .collect();
+    let input = dir.path().join("page.om");
+    std::fs::write(&input, stamped).expect("write page");
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(dir.path().join("blocks"))
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("promtool is required in CI (.ci/run installs Debian's prometheus package): {e}");
+            }
+            eprintln!("SKIPPED: promtool not found ({e})");
+            return None;
+        }
+    };
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), msg))
+}
+
+/// The upload sessions of the vendor's List Upload Sessions example (seed 000):
+/// the three sessions of owner 10001400 of seeds 000/001, byte for byte.
+pub fn seed_000_sessions() -> Vec<SessionSeed> {
+    let mk = |id: &str, path: &str, created, exp, last, parts, size, uploaded| SessionSeed {
+        id: Some(id.to_string()),
+        path: path.to_string(),
+        owner: 10001400,
+        size,
+        uploaded,
+        uploaded_parts: parts,
+        created,
+        expiration: exp,
+        last_uploaded: last,
+    };
+    vec![
+        mk(
+            "yYFg7jN_fZBmUD9Tj98RkL2yqtbTdIh17iy02nd5pby62oqVJLXv.R.ea1jSr786rgwpf7Vx3RmmQ--",
+            "/u10001400/Gludacta-2021/Gludacta-Flyer.docx",
+            datetime!(2020-10-07 18:32:55 UTC),
+            datetime!(2020-10-10 18:32:55 UTC),
+            datetime!(2020-10-07 19:27:07 UTC),
+            1,
+            1273267,
+            1273267,
+        ),
+        mk(
+            "JEtOyUb9i.DXVbtW7xZT7jWr2rNLWtdWrV7IPCo9aILqd.k8nlNNlG3SbplEVDJulPijrFwnelJw--",
+            "/u10001400/Gludacta-2021/GludactaPackageBrochure.pdf",
+            datetime!(2020-10-07 19:11:57 UTC),
+            datetime!(2020-10-10 19:11:57 UTC),
+            datetime!(2020-10-07 19:11:57 UTC),
+            0,
+            1438827,
+            0,
+        ),
+        mk(
+            "TpE_3roGfhpCppmk9ltKaEAbb8.kWbZEe6xDuW3lNa42801RbIEPJaWG07xvwrITJgVmXDw3UVL1w--",
+            "/u10001400/cholecap-2021/Cholecap-Commercial-2021.mp4",
+            datetime!(2020-10-07 19:30:18 UTC),
+            datetime!(2020-10-10 19:30:18 UTC),
+            datetime!(2020-10-07 19:38:29 UTC),
+            2,
+            32862312,
+            10485760,
+        ),
+    ]
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use upload_session_exporter::metrics::exposition::Hub;
+use upload_session_exporter::metrics::exposition::PagePublisher;
 use upload_session_exporter::metrics::Family;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -149,7 +149,7 @@ pub fn ystr<'a>(v: &'a Yaml, key: &str) -> &'a str {
 /// Prometheus's own `up`.
 pub fn exposed_metrics() -> BTreeSet<String> {
     let mut names: BTreeSet<String> = Family::ALL.iter().map(|f| f.name().to_string()).collect();
-    let page = Hub::new().assemble();
+    let page = PagePublisher::new().assemble();
     let text = String::from_utf8_lossy(&page.plain);
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {

@@ -27,7 +27,8 @@ use url::Url;
 use crate::config::{DeepsetConfig, Pagination, TargetConfig};
 use crate::model::{parse_timestamp, FileCounts, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
-use crate::upstream::http::{header_u64, snippet};
+use crate::upstream::http::header_u64;
+use crate::upstream::redact::{Redactor, MESSAGE_CHARS, SNIPPET_CHARS, TOKEN_CHARS};
 use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// Endpoint names, the `endpoint` label of `upload_session_api_requests_total`.
@@ -79,6 +80,8 @@ struct Api {
     calls: Mutex<CallLog>,
     /// Shared with every client of the exporter.
     limiter: RequestLimiter,
+    /// Masks the API key in upstream text put into errors.
+    red: Redactor,
 }
 
 /// The counts of one session, and whether they are final.
@@ -120,6 +123,7 @@ impl DeepsetClient {
                 max_body: target.max_response_bytes,
                 calls: Mutex::new(CallLog::default()),
                 limiter: limiter.clone(),
+                red: Redactor::new([&cfg.api_key]),
             },
             cache: HashMap::new(),
         })
@@ -321,7 +325,7 @@ impl Api {
                     snippet: format!("workspace {:?} not found", self.cfg.workspace),
                 });
             };
-            let p: wire::SessionPage = decode(endpoint::LIST_SESSIONS, &body)?;
+            let p: wire::SessionPage = decode(endpoint::LIST_SESSIONS, &body, &self.red)?;
             if page == 1 {
                 first_total = p.total;
             }
@@ -376,7 +380,7 @@ impl Api {
     async fn status(&self, id: &str) -> Result<Option<wire::SessionStatus>, FetchError> {
         let url = self.url(&["upload_sessions", id]);
         match self.get(endpoint::SESSION_STATUS, url).await? {
-            Some(body) => decode(endpoint::SESSION_STATUS, &body).map(Some),
+            Some(body) => decode(endpoint::SESSION_STATUS, &body, &self.red).map(Some),
             None => Ok(None),
         }
     }
@@ -388,7 +392,7 @@ impl Api {
         let Some(body) = self.get(endpoint::LIST_FILES, url).await? else {
             return Ok(None);
         };
-        let page: wire::FilePage = decode(endpoint::LIST_FILES, &body)?;
+        let page: wire::FilePage = decode(endpoint::LIST_FILES, &body, &self.red)?;
         Ok(Some(page.total.unwrap_or(0)))
     }
 
@@ -426,7 +430,11 @@ impl Api {
             match status {
                 200 => return Ok(Some(resp.body)),
                 404 => {
-                    tracing::debug!(endpoint, detail = %snippet(&resp.body), "not found");
+                    tracing::debug!(
+                        endpoint,
+                        detail = %self.red.snippet(&resp.body, SNIPPET_CHARS),
+                        "not found"
+                    );
                     return Ok(None);
                 }
                 401 | 403 => {
@@ -435,15 +443,16 @@ impl Api {
                         detail: format!(
                             "HTTP {status} ({}): the API key was refused for workspace {:?}; check \
                              api_key_env/api_key_file and that the key may read that workspace",
-                            detail_text(&resp.body),
+                            detail_text(&resp.body, &self.red),
                             self.cfg.workspace
                         ),
                     })
                 }
                 422 => {
-                    let detail = serde_json::from_slice::<wire::ValidationError>(&resp.body)
-                        .map(|v| v.summary())
-                        .unwrap_or_else(|_| snippet(&resp.body));
+                    let detail = match serde_json::from_slice::<wire::ValidationError>(&resp.body) {
+                        Ok(v) => self.red.text(&v.summary(), MESSAGE_CHARS),
+                        Err(_) => self.red.snippet(&resp.body, SNIPPET_CHARS),
+                    };
                     tracing::warn!(endpoint, detail = %detail, "deepset rejected the request (422)");
                     return Err(FetchError::HttpStatus {
                         endpoint,
@@ -467,7 +476,7 @@ impl Api {
                     return Err(FetchError::HttpStatus {
                         endpoint,
                         status,
-                        snippet: snippet(&resp.body),
+                        snippet: self.red.snippet(&resp.body, SNIPPET_CHARS),
                     })
                 }
             }
@@ -479,8 +488,9 @@ fn bearer(key: &Secret) -> String {
     format!("Bearer {}", key.expose())
 }
 
-/// `detail` of a FastAPI error body, or the start of the body.
-fn detail_text(body: &[u8]) -> String {
+/// `detail` of a FastAPI error body, or the start of the body (masked
+/// and bounded: a gateway may echo the `Authorization` header).
+fn detail_text(body: &[u8], red: &Redactor) -> String {
     #[derive(serde::Deserialize)]
     struct D {
         detail: serde_json::Value,
@@ -488,21 +498,26 @@ fn detail_text(body: &[u8]) -> String {
     match serde_json::from_slice::<D>(body) {
         Ok(D {
             detail: serde_json::Value::String(s),
-        }) => s.chars().take(200).collect(),
-        _ => snippet(body),
+        }) => red.text(&s, MESSAGE_CHARS),
+        _ => red.snippet(body, SNIPPET_CHARS),
     }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(
     endpoint: &'static str,
     body: &[u8],
+    red: &Redactor,
 ) -> Result<T, FetchError> {
     serde_json::from_slice(body).map_err(|e| FetchError::Decode {
         endpoint,
         detail: if body.first().is_some_and(|b| *b == b'<') {
-            format!("expected JSON, got HTML or XML: {}", snippet(body))
+            format!(
+                "expected JSON, got HTML or XML: {}",
+                red.snippet(body, SNIPPET_CHARS)
+            )
         } else {
-            e.to_string()
+            // serde quotes the offending value, which came from upstream.
+            red.text(&e.to_string(), MESSAGE_CHARS)
         },
     })
 }
@@ -521,7 +536,7 @@ pub fn to_model(s: wire::Session, now: UnixMillis) -> Option<Session> {
         Some("OPEN") | None => SessionState::Open,
         Some(other) => {
             tracing::debug!(
-                status = other,
+                status = %crate::upstream::redact::Redactor::default().text(other, TOKEN_CHARS),
                 "unknown deepset session status; counted as open"
             );
             SessionState::Open

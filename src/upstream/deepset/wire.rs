@@ -2,9 +2,10 @@
 //! session-status and files endpoints). Enums are kept as strings: the API
 //! adds values over time (EXPIRED in 2025; TEMPORARY is not in the SDK).
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-pub use crate::upstream::vault::wire::Lenient;
+pub use crate::upstream::lenient::Lenient;
+use crate::upstream::lenient::{lenient_u64, null_false};
 
 /// `PaginatedResult[Session]` of Get Upload Sessions.
 #[derive(Debug, Deserialize)]
@@ -21,10 +22,7 @@ pub struct SessionPage {
 }
 
 fn empty_lenient<T>() -> Lenient<T> {
-    Lenient {
-        items: Vec::new(),
-        skipped: 0,
-    }
+    Lenient::default()
 }
 
 /// One upload session.
@@ -132,14 +130,76 @@ impl ValidationError {
     }
 }
 
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Ok(match Option::<serde_json::Value>::deserialize(d)? {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
-        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn null_false<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
+    #[test]
+    fn session_page_decodes_leniently() {
+        let p: SessionPage = serde_json::from_str(
+            r#"{"data":[{"session_id":"s1","status":"OPEN","created_by":{"user_id":"u1"}},7],
+                "has_more":true,"total":"12"}"#,
+        )
+        .unwrap();
+        assert_eq!((p.data.items.len(), p.data.skipped), (1, 1));
+        assert_eq!(p.data.items[0].session_id.as_deref(), Some("s1"));
+        assert_eq!(
+            p.data.items[0]
+                .created_by
+                .as_ref()
+                .and_then(|u| u.user_id.as_deref()),
+            Some("u1")
+        );
+        assert!(p.has_more);
+        assert_eq!(p.total, Some(12));
+        // Missing or null: empty, no more, total unknown.
+        for body in [r#"{}"#, r#"{"data":null,"has_more":null,"total":null}"#] {
+            let p: SessionPage = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                (p.data.items.len(), p.data.skipped, p.has_more, p.total),
+                (0, 0, false, None),
+                "{body}"
+            );
+        }
+        let p: SessionPage = serde_json::from_str(r#"{"has_more":false,"total":3}"#).unwrap();
+        assert_eq!((p.has_more, p.total), (false, Some(3)));
+    }
+
+    #[test]
+    fn counts_accept_numbers_and_digit_strings_only() {
+        let s: SessionStatus = serde_json::from_str(
+            r#"{"session_id":"s","ingestion_status":{"failed_files":2,"finished_files":" 40 "}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.ingestion_status,
+            Some(IngestionStatus {
+                failed_files: Some(2),
+                finished_files: Some(40),
+            })
+        );
+        for v in ["-3", "2.5", "\"many\"", "false", "[]"] {
+            let f: FilePage = serde_json::from_str(&format!(r#"{{"total":{v}}}"#)).unwrap();
+            assert_eq!(f.total, None, "{v}");
+        }
+        let f: FilePage = serde_json::from_str(r#"{"total":1,"has_more":true}"#).unwrap();
+        assert_eq!((f.total, f.has_more), (Some(1), true));
+    }
+
+    #[test]
+    fn validation_summary_names_each_problem() {
+        let v: ValidationError = serde_json::from_str(
+            r#"{"detail":[
+                {"loc":["query","limit"],"msg":"Input should be less than or equal to 100","type":"less_than_equal"},
+                {"loc":["body",0,"name"],"msg":"Field required","type":"missing"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            v.summary(),
+            "query.limit: Input should be less than or equal to 100; body.0.name: Field required"
+        );
+        assert_eq!(v.detail[1].error_type, "missing");
+        let empty: ValidationError = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty.summary(), "");
+    }
 }

@@ -19,7 +19,8 @@ use url::Url;
 use crate::config::{TargetConfig, VaultConfig};
 use crate::model::{parse_timestamp, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
-use crate::upstream::http::{self, header_u64, snippet};
+use crate::upstream::http::{self, header_u64};
+use crate::upstream::redact::{Redactor, MESSAGE_CHARS, SNIPPET_CHARS, TOKEN_CHARS};
 use crate::upstream::{CallLog, FetchError, RequestLimiter};
 
 /// A SUCCESS answer: the body, where its `data` is, and the next page.
@@ -94,6 +95,9 @@ pub struct VaultClient {
     list_url: Url,
     /// `X-VaultAPI-ClientID`, validated once.
     client_id: Option<reqwest::header::HeaderValue>,
+    /// Masks the password and every session id in upstream text put into
+    /// errors.
+    red: Redactor,
 }
 
 /// The result of one List Upload Sessions call.
@@ -132,6 +136,7 @@ impl VaultClient {
             limiter: limiter.clone(),
             list_url: target.url.clone(),
             client_id,
+            red: Redactor::new([&cfg.password]),
         };
         client.list_url = client.file_staging_url(&[]);
         Ok(client)
@@ -224,7 +229,7 @@ impl VaultClient {
     pub async fn user_name(&mut self, id: u64) -> Result<Option<String>, FetchError> {
         let url = self.api_url(&["objects", "users", &id.to_string()]);
         let body = self.call_raw(endpoint::USER, url).await?;
-        let users: wire::UsersResponse = decode(endpoint::USER, &body)?;
+        let users: wire::UsersResponse = decode(endpoint::USER, &body, &self.red)?;
         Ok(users
             .users
             .into_iter()
@@ -281,7 +286,7 @@ impl VaultClient {
                 endpoint: endpoint::LIST_PARTS,
                 detail: format!(
                     "next_page points to another host ({}); refusing to send the session there",
-                    url.host_str().unwrap_or("?")
+                    self.red.text(url.host_str().unwrap_or("?"), TOKEN_CHARS)
                 ),
             });
         }
@@ -337,7 +342,11 @@ impl VaultClient {
         };
         let value = decode(data).map_err(|e| FetchError::Decode {
             endpoint,
-            detail: format!("unexpected `data`: {e}"),
+            // serde quotes the offending value, which came from upstream.
+            detail: format!(
+                "unexpected `data`: {}",
+                self.red.text(&e.to_string(), MESSAGE_CHARS)
+            ),
         })?;
         Ok((value, answer.next_page))
     }
@@ -404,14 +413,15 @@ impl VaultClient {
             })
             .await?;
         self.note_headers(&resp.headers);
-        check_http(endpoint, &resp)?;
-        let env: wire::Envelope = decode(endpoint, &resp.body)?;
+        check_http(endpoint, &resp, &self.red)?;
+        let env: wire::Envelope = decode(endpoint, &resp.body, &self.red)?;
         check_status(
             endpoint,
             env.response_status.as_deref(),
             &env.errors,
             env.error_type.as_deref(),
             env.response_message.as_deref(),
+            &self.red,
         )?;
         // Where `data` sits in the body, so that the caller decodes just
         // that instead of parsing the envelope a second time.
@@ -450,8 +460,8 @@ impl VaultClient {
             })
             .await?;
         self.note_headers(&resp.headers);
-        check_http(endpoint::AUTH, &resp)?;
-        let auth: wire::AuthResponse = decode(endpoint::AUTH, &resp.body)?;
+        check_http(endpoint::AUTH, &resp, &self.red)?;
+        let auth: wire::AuthResponse = decode(endpoint::AUTH, &resp.body, &self.red)?;
         let user = self.cfg.username.clone();
         if let Err(e) = check_status(
             endpoint::AUTH,
@@ -459,6 +469,7 @@ impl VaultClient {
             &auth.errors,
             auth.error_type.as_deref(),
             None,
+            &self.red,
         ) {
             return Err(match e {
                 e if is_invalid_session(&e) => self.version_error_text(endpoint::AUTH, None),
@@ -481,6 +492,9 @@ impl VaultClient {
                 })
             }
         };
+        // Masked from now on, and after it is replaced: an upstream may
+        // echo the Authorization header of any later request.
+        self.red.add_session(&session);
         self.check_vault_id(auth.vault_id, &auth.vault_ids)?;
         tracing::debug!(user = %user, vault_id = ?auth.vault_id, "logged in to vault");
         self.session = Some(session);
@@ -519,7 +533,8 @@ impl VaultClient {
                 let name = ids
                     .iter()
                     .find(|v| v.id == Some(got))
-                    .and_then(|v| v.name.clone())
+                    .and_then(|v| v.name.as_deref())
+                    .map(|n| self.red.text(n, TOKEN_CHARS))
                     .unwrap_or_default();
                 Err(FetchError::Auth {
                     endpoint: endpoint::AUTH,
@@ -563,14 +578,15 @@ impl VaultClient {
             )
             .await?;
         self.note_headers(&resp.headers);
-        check_http(endpoint::API_VERSIONS, &resp)?;
-        let v: wire::VersionsResponse = decode(endpoint::API_VERSIONS, &resp.body)?;
+        check_http(endpoint::API_VERSIONS, &resp, &self.red)?;
+        let v: wire::VersionsResponse = decode(endpoint::API_VERSIONS, &resp.body, &self.red)?;
         check_status(
             endpoint::API_VERSIONS,
             v.response_status.as_deref(),
             &v.errors,
             None,
             None,
+            &self.red,
         )?;
         Ok(v.values.into_keys().collect())
     }
@@ -597,7 +613,7 @@ impl VaultClient {
             Some(list) if !list.iter().any(|s| s == v) => format!(
                 "INVALID_SESSION_ID right after a fresh login: this Vault does not serve api_version \
                  {v}; it serves {}. Set api_version to one of them",
-                list.join(", ")
+                self.red.text(&list.join(", "), MESSAGE_CHARS)
             ),
             _ => format!(
                 "INVALID_SESSION_ID right after a fresh login: api_version {v} is not served by this \
@@ -617,7 +633,11 @@ fn is_invalid_session(e: &FetchError) -> bool {
 
 /// A processed Vault request is HTTP 200; anything else came from a gateway
 /// or a broken Vault.
-fn check_http(endpoint: &'static str, resp: &http::Response) -> Result<(), FetchError> {
+fn check_http(
+    endpoint: &'static str,
+    resp: &http::Response,
+    red: &Redactor,
+) -> Result<(), FetchError> {
     let status = resp.status.as_u16();
     if status == 200 {
         return Ok(());
@@ -631,23 +651,25 @@ fn check_http(endpoint: &'static str, resp: &http::Response) -> Result<(), Fetch
     Err(FetchError::HttpStatus {
         endpoint,
         status,
-        snippet: snippet(&resp.body),
+        snippet: red.snippet(&resp.body, SNIPPET_CHARS),
     })
 }
 
 fn decode<'a, T: serde::Deserialize<'a>>(
     endpoint: &'static str,
     body: &'a [u8],
+    red: &Redactor,
 ) -> Result<T, FetchError> {
     serde_json::from_slice(body).map_err(|e| FetchError::Decode {
         endpoint,
         detail: if body.first().is_some_and(|b| *b == b'<') {
             format!(
                 "expected JSON, got HTML or XML (a sign-in page or proxy?): {}",
-                snippet(body)
+                red.snippet(body, SNIPPET_CHARS)
             )
         } else {
-            format!("{e}")
+            // serde quotes the offending value, which came from upstream.
+            red.text(&e.to_string(), MESSAGE_CHARS)
         },
     })
 }
@@ -659,6 +681,7 @@ fn check_status(
     errors: &[wire::ApiErrorItem],
     top_error_type: Option<&str>,
     response_message: Option<&str>,
+    red: &Redactor,
 ) -> Result<(), FetchError> {
     match status {
         Some("SUCCESS") | Some("WARNING") => return Ok(()),
@@ -666,7 +689,10 @@ fn check_status(
         Some(other) => {
             return Err(FetchError::Decode {
                 endpoint,
-                detail: format!("unknown responseStatus {other:?}"),
+                detail: format!(
+                    "unknown responseStatus \"{}\"",
+                    red.text(other, TOKEN_CHARS)
+                ),
             })
         }
         None => {
@@ -677,25 +703,32 @@ fn check_status(
         }
     }
     let first = errors.first();
-    let error_type = first
+    // Both are upstream text: decisions below compare the type whole, but
+    // what goes into the error is masked and bounded.
+    let raw_type = first
         .and_then(|e| e.error_type.as_deref())
         .or(top_error_type)
-        .unwrap_or("UNEXPECTED_ERROR")
-        .to_string();
-    let message = first
-        .and_then(|e| e.message.as_deref())
-        .or(response_message)
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect::<String>();
-    if error_type == "API_LIMIT_EXCEEDED" {
+        .unwrap_or("UNEXPECTED_ERROR");
+    let message = red.text(
+        first
+            .and_then(|e| e.message.as_deref())
+            .or(response_message)
+            .unwrap_or(""),
+        MESSAGE_CHARS,
+    );
+    // The re-login logic looks for this one type in the error.
+    let error_type = if raw_type == INVALID_SESSION_ID {
+        raw_type.to_string()
+    } else {
+        red.text(raw_type, TOKEN_CHARS)
+    };
+    if raw_type == "API_LIMIT_EXCEEDED" {
         return Err(FetchError::RateLimited {
             endpoint,
             retry_after: None,
         });
     }
-    if AUTH_ERROR_TYPES.contains(&error_type.as_str()) {
+    if AUTH_ERROR_TYPES.contains(&raw_type) {
         return Err(FetchError::Auth {
             endpoint,
             detail: format!("{error_type} ({message})"),

@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+pub use crate::upstream::lenient::Lenient;
+use crate::upstream::lenient::{lenient_u64, null_as_default};
 
 /// The envelope of every Vault response. `data` is kept raw so that a
 /// FAILURE is recognised even when its `data` has an unexpected shape.
@@ -145,66 +148,6 @@ pub struct FilePart {
     pub part_content_md5: Option<String>,
 }
 
-/// A non-negative integer, or `None` for null, negative, fractional or
-/// non-numeric values (strings of digits are accepted).
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Ok(match Option::<serde_json::Value>::deserialize(d)? {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
-        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    })
-}
-
-/// `null` decodes like a missing field.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// A list payload whose entries are decoded one by one, so that a single
-/// entry of the wrong shape (say a string where an object belongs) is
-/// skipped and counted instead of failing the whole list.
-#[derive(Debug)]
-pub struct Lenient<T> {
-    /// The entries that decoded.
-    pub items: Vec<T>,
-    /// How many entries did not.
-    pub skipped: usize,
-}
-
-impl<T: serde::de::DeserializeOwned> Lenient<T> {
-    /// Decodes a list. The usual list, every entry of the expected shape,
-    /// is decoded in one pass; only a list with an odd entry takes the
-    /// entry-by-entry path (same result, one more pass).
-    pub fn from_slice(data: &[u8]) -> serde_json::Result<Self> {
-        if let Ok(items) = serde_json::from_slice::<Option<Vec<T>>>(data) {
-            return Ok(Lenient {
-                items: items.unwrap_or_default(),
-                skipped: 0,
-            });
-        }
-        serde_json::from_slice(data)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Option::<Vec<&'de RawValue>>::deserialize(d)?.unwrap_or_default();
-        let mut items = Vec::with_capacity(raw.len());
-        let mut skipped = 0;
-        for r in raw {
-            match serde_json::from_str::<T>(r.get()) {
-                Ok(v) => items.push(v),
-                Err(_) => skipped += 1,
-            }
-        }
-        Ok(Lenient { items, skipped })
-    }
-}
-
 /// The body of Retrieve User (`GET /api/{version}/objects/users/{id}`).
 #[derive(Debug, Deserialize)]
 pub struct UsersResponse {
@@ -277,5 +220,84 @@ mod tests {
             .items
             .is_empty());
         assert!(Lenient::<UploadSession>::from_slice(b"{\"x\":1}").is_err());
+    }
+
+    #[test]
+    fn lenient_numbers_strings_and_the_rest() {
+        let s: UploadSession =
+            serde_json::from_str(r#"{"owner":7,"size":0,"uploaded":" 12 ","uploaded_parts":"x"}"#)
+                .unwrap();
+        assert_eq!(
+            (s.owner, s.size, s.uploaded, s.uploaded_parts),
+            (Some(7), Some(0), Some(12), None)
+        );
+        // Negative, fractional, too big, bool, null, object: judged later.
+        for v in ["-1", "1.5", "18446744073709551616", "true", "null", "{}"] {
+            let s: UploadSession = serde_json::from_str(&format!(r#"{{"size":{v}}}"#)).unwrap();
+            assert_eq!(s.size, None, "{v}");
+        }
+        let p: FilePart = serde_json::from_str(r#"{"size":5242880,"part_number":"3"}"#).unwrap();
+        assert_eq!((p.size, p.part_number), (Some(5_242_880), Some(3)));
+        let a: AuthResponse =
+            serde_json::from_str(r#"{"userId":61603,"vaultId":"1776","errors":null}"#).unwrap();
+        assert_eq!(
+            (a.user_id, a.vault_id, a.errors.len()),
+            (Some(61603), Some(1776), 0)
+        );
+    }
+
+    #[test]
+    fn null_lists_and_maps_decode_as_empty() {
+        let e: Envelope = serde_json::from_str(
+            r#"{"responseStatus":"FAILURE","errors":[{"type":"INVALID_DATA","message":"m"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.errors.len(), 1);
+        assert_eq!(e.errors[0].error_type.as_deref(), Some("INVALID_DATA"));
+        let v: VersionsResponse =
+            serde_json::from_str(r#"{"values":{"v25.1":"https://x/api/v25.1"}}"#).unwrap();
+        assert_eq!(v.values.len(), 1);
+        let v: VersionsResponse = serde_json::from_str(r#"{"values":null,"errors":null}"#).unwrap();
+        assert!(v.values.is_empty() && v.errors.is_empty());
+        let u: UsersResponse = serde_json::from_str(r#"{"users":null}"#).unwrap();
+        assert!(u.users.is_empty());
+    }
+
+    fn user(first: Option<&str>, last: Option<&str>, login: Option<&str>) -> UserRecord {
+        UserRecord {
+            id: Some(1),
+            user_name__v: login.map(str::to_string),
+            user_first_name__v: first.map(str::to_string),
+            user_last_name__v: last.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn display_name_prefers_the_full_name_then_the_login() {
+        let login = Some(" ann@example.com ");
+        let cases = [
+            ((Some("Ann"), Some("Lee")), Some("Ann Lee")),
+            ((Some(" Ann "), None), Some("Ann")),
+            ((None, Some(" Lee")), Some("Lee")),
+            ((Some("  "), Some("")), Some("ann@example.com")),
+            ((None, None), Some("ann@example.com")),
+        ];
+        for ((first, last), want) in cases {
+            assert_eq!(
+                user(first, last, login).display_name().as_deref(),
+                want,
+                "{first:?} {last:?}"
+            );
+        }
+        assert_eq!(user(Some(" "), None, Some("  ")).display_name(), None);
+        assert_eq!(user(None, None, None).display_name(), None);
+        // As decoded from Retrieve User.
+        let r: UsersResponse = serde_json::from_str(
+            r#"{"users":[{"user":{"id":"61603","user_name__v":"jo@x.com","user_first_name__v":"","user_last_name__v":null}}]}"#,
+        )
+        .unwrap();
+        let rec = r.users[0].user.clone().unwrap();
+        assert_eq!(rec.id, Some(61603));
+        assert_eq!(rec.display_name().as_deref(), Some("jo@x.com"));
     }
 }
