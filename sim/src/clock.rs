@@ -31,6 +31,17 @@ impl SimClock {
     }
 
     /// Moves simulated time forward.
+    /// [`now`](Self::now) to the microsecond (deepset timestamps carry
+    /// microseconds). One reading of the real clock: two readings (the
+    /// millisecond from one, the microseconds from the other) could go
+    /// backwards within a millisecond.
+    pub(crate) fn now_micros(&self) -> OffsetDateTime {
+        let real = OffsetDateTime::now_utc();
+        let offset = time::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst));
+        let t = real.checked_add(offset).unwrap_or(real);
+        t.replace_nanosecond(t.microsecond() * 1_000).unwrap_or(t)
+    }
+
     pub(crate) fn advance(&self, by: Duration) {
         let add = i64::try_from(by.as_millis()).unwrap_or(MAX_OFFSET_MS);
         // fetch_update with a closure that always returns Some cannot fail.
@@ -78,6 +89,18 @@ pub(crate) fn add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn microsecond_readings_never_go_back() {
+        let c = SimClock::new();
+        let mut last = c.now_micros();
+        for _ in 0..100_000 {
+            let t = c.now_micros();
+            assert!(t >= last, "{t} < {last}");
+            assert_eq!(t.nanosecond() % 1_000, 0);
+            last = t;
+        }
+    }
 
     #[test]
     fn formats_with_millis_and_z() {

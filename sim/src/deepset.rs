@@ -1137,10 +1137,7 @@ impl Workspace {
     /// real clock's sub-millisecond part (the offset is whole
     /// milliseconds).
     fn now(&self) -> OffsetDateTime {
-        let ms = self.clock.now();
-        let sub = OffsetDateTime::now_utc().microsecond() % 1000;
-        ms.checked_add(time::Duration::microseconds(i64::from(sub)))
-            .unwrap_or(ms)
+        self.clock.now_micros()
     }
 
     /// A settled state.
