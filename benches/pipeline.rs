@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+use upload_session_exporter::kinds::{deepset, vault};
 use upload_session_exporter::metrics::exposition::PagePublisher;
 use upload_session_exporter::model::{FileCounts, Session, SessionState};
 use upload_session_exporter::poller::history::{History, Rules};
 use upload_session_exporter::poller::TargetState;
-use upload_session_exporter::upstream::{deepset, vault};
 
 const NOW: i64 = 1_760_000_000_000;
 const MIN: i64 = 60_000;
@@ -183,7 +183,7 @@ fn fleet_hub(vaults: usize, workspaces: usize) -> (Arc<PagePublisher>, Vec<Targe
     let mut states = Vec::new();
     for t in 0..vaults {
         let name = format!("vault-v{t:04}");
-        let mut st = TargetState::new(&name, "vault", rules(), 5 * MIN);
+        let mut st = TargetState::new(&name, &vault::Vault, rules(), 5 * MIN);
         let mut s = vault_sessions(t, &mut rng);
         st.record_success(&s, NOW - MIN, 0.1);
         progress(&mut s, &mut rng, NOW);
@@ -194,7 +194,7 @@ fn fleet_hub(vaults: usize, workspaces: usize) -> (Arc<PagePublisher>, Vec<Targe
     }
     for w in 0..workspaces {
         let name = format!("deepset-ws{w:03}");
-        let mut st = TargetState::new(&name, "deepset", rules(), 5 * MIN);
+        let mut st = TargetState::new(&name, &deepset::Deepset, rules(), 5 * MIN);
         let s = deepset_sessions(w, &mut rng);
         st.record_success(&s, NOW, 1.5);
         st.count_calls(vec![
@@ -245,7 +245,7 @@ fn bench_analytics(c: &mut Criterion) {
     g.bench_function("record_success_vault_target_50", |b| {
         b.iter_batched(
             || {
-                let mut t = TargetState::new("vault-v0005", "vault", rules(), 5 * MIN);
+                let mut t = TargetState::new("vault-v0005", &vault::Vault, rules(), 5 * MIN);
                 t.record_success(&first, NOW, 0.1);
                 t
             },
@@ -261,7 +261,7 @@ fn bench_analytics(c: &mut Criterion) {
     g.bench_function("record_success_deepset_workspace_200", |b| {
         b.iter_batched(
             || {
-                let mut t = TargetState::new("deepset-ws004", "deepset", rules(), 5 * MIN);
+                let mut t = TargetState::new("deepset-ws004", &deepset::Deepset, rules(), 5 * MIN);
                 t.record_success(&ds, NOW, 0.1);
                 t
             },

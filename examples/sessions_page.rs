@@ -110,6 +110,11 @@ fn main() {
         board.publish(TargetView {
             name: format!("{kind}-{t}"),
             kind,
+            measure: if kind == "vault" {
+                upload_session_exporter::model::Measure::SizedBytes
+            } else {
+                upload_session_exporter::model::Measure::Files
+            },
             up: true,
             polled: true,
             last_success: Some(NOW - 5_000),

@@ -26,13 +26,13 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
 fi
 
 # File -> test-name filter: the file's own unit tests (the shared lenient
-# decoders are tested through every kind's wire types).
+# decoders are tested through every kind's wire types: all unit tests, "::").
 declare -A tests=(
   [src/poller/history.rs]=poller::history::
-  [src/upstream/lenient.rs]=upstream::
-  [src/upstream/vault/wire.rs]=upstream::vault::wire::
-  [src/upstream/deepset/wire.rs]=upstream::deepset::wire::
-  [src/poller/budget.rs]=poller::budget::
+  [src/upstream/lenient.rs]=::
+  [src/kinds/vault/wire.rs]=kinds::vault::wire::
+  [src/kinds/deepset/wire.rs]=kinds::deepset::wire::
+  [src/kinds/vault/budget.rs]=kinds::vault::budget::
   [src/shard.rs]=shard::tests::
   [src/poller/board.rs]=poller::board::
   [src/upstream/redact.rs]=upstream::redact::
@@ -40,8 +40,8 @@ declare -A tests=(
 )
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=(src/poller/history.rs src/upstream/lenient.rs src/upstream/vault/wire.rs src/upstream/deepset/wire.rs
-         src/poller/budget.rs src/shard.rs src/poller/board.rs)
+  files=(src/poller/history.rs src/upstream/lenient.rs src/kinds/vault/wire.rs src/kinds/deepset/wire.rs
+         src/kinds/vault/budget.rs src/shard.rs src/poller/board.rs)
 fi
 
 status=0

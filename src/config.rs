@@ -1,44 +1,34 @@
 //! The configuration file: `[defaults]`, `[exporter]` and `[[targets]]` in TOML.
 //!
-//! Loading happens in two steps. The `config` crate reads the file into the
-//! `Raw*` structs (every field optional, unknown keys rejected), then
-//! `validate` turns them into a [`Config`] whose values are all checked, with
-//! every problem reported at once as "file: key: what is wrong; what to do".
+//! Loading happens in two steps. The `config` crate reads the file into a
+//! tree of values; `validate` checks the keys every target has (`name`,
+//! `kind`, `url`, the intervals, TLS, ...) here and hands the rest of each
+//! target table to its kind (see [`crate::kinds`]) through a [`KindInput`]
+//! (the types are in [`crate::settings`]).
+//! The result is a [`Config`] whose values are all checked, with every
+//! problem reported at once as "file: key: what is wrong; what to do".
 //! Secrets are resolved here too (from the environment or a file), so a bad
-//! secret is a start-up error rather than a failed login against the Vault.
+//! secret is a start-up error rather than a failed login upstream.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use url::Url;
 
-use crate::secret::Secret;
+use crate::kinds;
+use crate::settings::{
+    duration_setting, read_table, resolve_path, struct_fields, DEFAULT_AT_RISK_HORIZON,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_POLL_INTERVAL, DEFAULT_STALL_AFTER, DEFAULT_TIMEOUT,
+    STALE_AFTER_POLLS,
+};
+pub use crate::settings::{
+    read_file_capped, resolve_secret, Environment, KindConfig, KindInput, Problem, ProcessEnv,
+    SecretKeys, SecretSource, TargetConfig, MAX_CONFIG_FILE_BYTES, MAX_SECRET_FILE_BYTES,
+};
 
-/// Vault API version used when a target does not name one.
-pub const DEFAULT_API_VERSION: &str = "v25.2";
-/// `X-VaultAPI-ClientID` sent when a target does not set `client_id`.
-pub const DEFAULT_CLIENT_ID: &str = "upload-session-exporter";
-const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
-const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30 * 60);
-const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
-/// Default of `[exporter] max_concurrent_requests`: room for 32 Vault
-/// targets polling at the same moment (a Vault poll makes one call at a
-/// time; the former default allowed 16 polls, so 16 calls), or 8 deepset
-/// workspaces fetching counts at full width, which at 50 ms per call makes
-/// 640 calls per second, the first cycle of 200 Vaults in well under a
-/// second. It mainly bounds the exporter's own sockets and response
-/// buffers: each target's own calls stay few at a time anyway.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 32;
-const STALE_AFTER_POLLS: u32 = 5;
-const DEFAULT_AT_RISK_HORIZON: Duration = Duration::from_secs(12 * 3600);
-const DEFAULT_BURST_SHARE: f64 = 0.05;
-const DEFAULT_BURST_RESERVE: f64 = 0.1;
-
+pub use crate::upstream::DEFAULT_MAX_CONCURRENT_REQUESTS;
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -68,99 +58,6 @@ impl Default for ExporterSettings {
     }
 }
 
-/// One `[[targets]]` entry with the `[defaults]` applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetConfig {
-    /// Unique name; the `target` label.
-    pub name: String,
-    /// Base URL of the upstream (may carry a path prefix).
-    pub url: Url,
-    /// Time between the starts of two polls.
-    pub poll_interval: Duration,
-    /// Timeout of one upstream request.
-    pub timeout: Duration,
-    /// No progress for this long makes a session stalled.
-    pub stall_after: Duration,
-    /// How long a failing target keeps its last per-owner series.
-    pub stale_after: Duration,
-    /// A session with no progress is at risk once its expiry is this close.
-    pub at_risk_horizon: Duration,
-    /// Share of a Vault's burst limit the exporter may spend (0–1].
-    pub burst_limit_share: f64,
-    /// Pause for a window when less than this share of the limit is left.
-    pub burst_limit_reserve: f64,
-    /// Extra CA certificates (PEM) trusted for this upstream, from `ca_file`.
-    pub ca_pem: Option<Vec<u8>>,
-    /// Skip TLS certificate verification (labs only; logged loudly).
-    pub tls_insecure_skip_verify: bool,
-    /// Largest upstream response body accepted.
-    pub max_response_bytes: u64,
-    /// Kind-specific settings.
-    pub kind: KindConfig,
-}
-
-/// Settings that depend on the kind of upstream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KindConfig {
-    /// Veeva Vault or SiteVault File Staging.
-    Vault(VaultConfig),
-    /// deepset Cloud upload sessions of one workspace.
-    Deepset(DeepsetConfig),
-}
-
-impl KindConfig {
-    /// The `kind` label value.
-    pub fn label(&self) -> &'static str {
-        match self {
-            KindConfig::Vault(_) => "vault",
-            KindConfig::Deepset(_) => "deepset",
-        }
-    }
-}
-
-/// Vault-specific target settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VaultConfig {
-    /// API version path segment, e.g. `v25.2`.
-    pub api_version: String,
-    /// Login user name.
-    pub username: String,
-    /// Login password.
-    pub password: Secret,
-    /// `X-VaultAPI-ClientID` header value.
-    pub client_id: String,
-    /// The Vault id the login must land in; when unset it is learnt from the
-    /// first login's `vaultIds` list.
-    pub vault_id: Option<u64>,
-    /// Look up owners' names (Retrieve User) for `upload_session_owner_info`.
-    pub resolve_owner_names: bool,
-}
-
-/// deepset-specific target settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeepsetConfig {
-    /// Workspace name.
-    pub workspace: String,
-    /// API key sent as a bearer token.
-    pub api_key: Secret,
-    /// How to page through the session list.
-    pub pagination: Pagination,
-    /// Sessions that expired this recently are still listed (state `expired`).
-    pub expired_window: Duration,
-}
-
-/// How the deepset session list is paged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pagination {
-    /// `after` = the last session id seen (robust to changes between pages).
-    Cursor,
-    /// `page_number` = 1, 2, ...
-    Page,
-}
-
-/// Default of `expired_window`.
-pub const DEFAULT_EXPIRED_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -182,21 +79,6 @@ pub enum ConfigError {
     },
 }
 
-/// One invalid value: where it is, what is wrong and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key, e.g. `targets[1].poll_interval`.
-    pub key: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
 fn format_problems(file: &str, problems: &[Problem]) -> String {
     let mut out = String::new();
     for (i, p) in problems.iter().enumerate() {
@@ -208,47 +90,20 @@ fn format_problems(file: &str, problems: &[Problem]) -> String {
     out
 }
 
-/// Where a secret comes from; resolved at load time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// An environment variable.
-    Env(String),
-    /// A file whose content (without trailing newline) is the secret.
-    File(PathBuf),
-}
-
-/// Reads the environment. Behind a trait so tests need not touch the process
-/// environment (which is shared by every test thread).
-pub trait Environment {
-    /// The value of the variable, if set.
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The real process environment.
-pub struct ProcessEnv;
-
-impl Environment for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
 // No `deny_unknown_fields` on the `Raw*` structs: it would stop at the first
-// unknown key and hide every other problem; `unknown_keys` reports them all.
-#[derive(Debug, Default, Deserialize)]
-struct RawFile {
-    defaults: Option<RawSettings>,
-    exporter: Option<RawExporter>,
-    targets: Option<Vec<RawTarget>>,
-}
-
+// unknown key and hide every other problem; unknown keys are reported with
+// all the others.
 #[derive(Debug, Default, Deserialize)]
 struct RawExporter {
     max_concurrent_requests: Option<i64>,
     log_level: Option<String>,
 }
 
-/// Keys that may stand in `[defaults]` and in a target.
+/// The tables a configuration file may hold.
+const TOP_KEYS: &[&str] = &["defaults", "exporter", "targets"];
+
+/// The keys every target may hold whatever its kind, and that may stand in
+/// `[defaults]` (except `name`, `kind` and `url`).
 #[derive(Debug, Default, Clone, Deserialize)]
 struct RawSettings {
     poll_interval: Option<String>,
@@ -256,66 +111,25 @@ struct RawSettings {
     stall_after: Option<String>,
     stale_after: Option<String>,
     at_risk_horizon: Option<String>,
-    burst_limit_share: Option<f64>,
-    burst_limit_reserve: Option<f64>,
     ca_file: Option<String>,
     tls_insecure_skip_verify: Option<bool>,
     max_response_size: Option<String>,
-    api_version: Option<String>,
-    client_id: Option<String>,
 }
 
+/// The keys only a target holds.
 #[derive(Debug, Default, Deserialize)]
-struct RawTarget {
+struct RawIdentity {
     name: Option<String>,
     kind: Option<String>,
     url: Option<String>,
-    username: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<String>,
-    vault_id: Option<i64>,
-    resolve_owner_names: Option<bool>,
-    workspace: Option<String>,
-    api_key_env: Option<String>,
-    api_key_file: Option<String>,
-    pagination: Option<String>,
-    expired_window: Option<String>,
-    // Accepted only to reject them with a precise message.
-    password: Option<IgnoredAny>,
-    api_key: Option<IgnoredAny>,
-    // Per-target overrides of [defaults]; listed again because serde's
-    // `flatten` would lose the `config` crate's lenient conversions.
-    poll_interval: Option<String>,
-    timeout: Option<String>,
-    stall_after: Option<String>,
-    stale_after: Option<String>,
-    at_risk_horizon: Option<String>,
-    burst_limit_share: Option<f64>,
-    burst_limit_reserve: Option<f64>,
-    ca_file: Option<String>,
-    tls_insecure_skip_verify: Option<bool>,
-    max_response_size: Option<String>,
-    api_version: Option<String>,
-    client_id: Option<String>,
 }
 
-impl RawTarget {
-    fn settings(&self) -> RawSettings {
-        RawSettings {
-            poll_interval: self.poll_interval.clone(),
-            timeout: self.timeout.clone(),
-            stall_after: self.stall_after.clone(),
-            stale_after: self.stale_after.clone(),
-            at_risk_horizon: self.at_risk_horizon.clone(),
-            burst_limit_share: self.burst_limit_share,
-            burst_limit_reserve: self.burst_limit_reserve,
-            ca_file: self.ca_file.clone(),
-            tls_insecure_skip_verify: self.tls_insecure_skip_verify,
-            max_response_size: self.max_response_size.clone(),
-            api_version: self.api_version.clone(),
-            client_id: self.client_id.clone(),
-        }
-    }
+/// The keys every target may hold, whatever its kind; the rest of a target
+/// table belongs to its kind.
+pub fn common_keys() -> Vec<&'static str> {
+    let mut keys = struct_fields::<RawIdentity>().to_vec();
+    keys.extend_from_slice(struct_fields::<RawSettings>());
+    keys
 }
 
 /// The keys of [`RawSettings`] checked and converted, `None` where unset or
@@ -328,13 +142,9 @@ struct Settings {
     stall_after: Option<Duration>,
     stale_after: Option<Duration>,
     at_risk_horizon: Option<Duration>,
-    burst_limit_share: Option<f64>,
-    burst_limit_reserve: Option<f64>,
     ca_pem: Option<Vec<u8>>,
     tls_insecure_skip_verify: Option<bool>,
     max_response_bytes: Option<u64>,
-    api_version: Option<String>,
-    client_id: Option<String>,
 }
 
 impl Settings {
@@ -346,64 +156,13 @@ impl Settings {
             stall_after: self.stall_after.or(fallback.stall_after),
             stale_after: self.stale_after.or(fallback.stale_after),
             at_risk_horizon: self.at_risk_horizon.or(fallback.at_risk_horizon),
-            burst_limit_share: self.burst_limit_share.or(fallback.burst_limit_share),
-            burst_limit_reserve: self.burst_limit_reserve.or(fallback.burst_limit_reserve),
             ca_pem: self.ca_pem.or_else(|| fallback.ca_pem.clone()),
             tls_insecure_skip_verify: self
                 .tls_insecure_skip_verify
                 .or(fallback.tls_insecure_skip_verify),
             max_response_bytes: self.max_response_bytes.or(fallback.max_response_bytes),
-            api_version: self.api_version.or_else(|| fallback.api_version.clone()),
-            client_id: self.client_id.or_else(|| fallback.client_id.clone()),
         }
     }
-}
-
-/// Largest secret file read (a password or key is far smaller).
-pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
-/// Largest configuration file read: the configuration, the web
-/// configuration, certificates and CA bundles.
-pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Reads a whole file of at most `limit` bytes (blocking). Anything but a
-/// regular file is refused: a FIFO blocks until someone writes to it and
-/// `/dev/zero` never ends. `what` names the file in errors.
-pub fn read_file_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let shown = path.display();
-    let cannot = |e: std::io::Error| {
-        format!("cannot read {what} {shown}: {e}; check the path and that the exporter's user may read it")
-    };
-    let not_regular = || {
-        format!("{what} {shown} is not a regular file (a FIFO, device or directory?); give the path of a plain file")
-    };
-    let too_large = || {
-        format!(
-            "{what} {shown} is larger than {} KiB, more than such a file ever needs; check the path",
-            limit / 1024
-        )
-    };
-    // Looked at before opening: opening a FIFO blocks.
-    let meta = std::fs::metadata(path).map_err(cannot)?;
-    if !meta.is_file() {
-        return Err(not_regular());
-    }
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    // The path may have been replaced in between.
-    if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(not_regular());
-    }
-    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(cannot)?;
-    if buf.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(buf)
 }
 
 /// Loads and validates a configuration file, resolving secrets from the
@@ -432,12 +191,8 @@ pub fn load_with_env(path: &Path, env: &dyn Environment) -> Result<Config, Confi
             file: file.clone(),
             message,
         })?;
-    let (raw, unknown) = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-        .build()
-        .map_err(|e| parse_error(&file, &e))
-        .and_then(|c| read_raw(c, &file))?;
-    validate(raw, unknown, &file, path.parent(), env).map(|mut c| {
+    let root = read_tree(&text, &file)?;
+    validate(root, &file, path.parent(), env).map(|mut c| {
         c.source = Some(path.to_path_buf());
         c
     })
@@ -446,12 +201,8 @@ pub fn load_with_env(path: &Path, env: &dyn Environment) -> Result<Config, Confi
 /// Parses configuration TOML given as a string (for tests and `--demo`);
 /// `name` stands for the file in messages.
 pub fn parse_str(toml: &str, name: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
-    let (raw, unknown) = config::Config::builder()
-        .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-        .build()
-        .map_err(|e| parse_error(name, &e))
-        .and_then(|c| read_raw(c, name))?;
-    validate(raw, unknown, name, None, env)
+    let root = read_tree(toml, name)?;
+    validate(root, name, None, env)
 }
 
 fn parse_error(file: &str, e: &config::ConfigError) -> ConfigError {
@@ -461,109 +212,68 @@ fn parse_error(file: &str, e: &config::ConfigError) -> ConfigError {
     }
 }
 
-/// Reads the file's tables into the `Raw*` structs and lists its unknown
-/// keys as problems, so that they are reported together with every other
-/// problem rather than alone.
-fn read_raw(c: config::Config, file: &str) -> Result<(RawFile, Vec<Problem>), ConfigError> {
-    let root = c
-        .try_deserialize::<config::Value>()
-        .map_err(|e| parse_error(file, &e))?;
-    let unknown = unknown_keys(&root);
-    match RawFile::deserialize(root) {
-        Ok(raw) => Ok((raw, unknown)),
-        // A value of the wrong type (e.g. `vault_id = "x"`) leaves no raw
-        // values to check, but the unknown keys found so far still count.
-        Err(e) if unknown.is_empty() => Err(parse_error(file, &e)),
-        Err(e) => {
-            let mut problems = unknown;
-            problems.push(type_problem(&e.to_string()));
-            Err(ConfigError::Invalid {
-                file: file.to_string(),
-                problems,
-            })
-        }
-    }
+/// Reads TOML into the `config` crate's tree of values (whose lenient
+/// conversions, e.g. a number where a string is expected, every key keeps).
+fn read_tree(toml: &str, file: &str) -> Result<config::Value, ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<config::Value>())
+        .map_err(|e| parse_error(file, &e))
 }
 
-/// Splits the `config` crate's "invalid type: ... for key `targets[0]vault_id`"
-/// into the dotted key and what is wrong.
-fn type_problem(message: &str) -> Problem {
-    match message.rsplit_once(" for key `") {
-        Some((what, key)) => Problem {
-            key: key
-                .trim_end_matches('`')
-                .replace("]", "].")
-                .replace("]..", "].")
-                .trim_end_matches('.')
-                .to_string(),
-            message: format!("{what}; correct the value"),
-        },
-        None => Problem {
-            key: "file".into(),
-            message: message.to_string(),
-        },
-    }
-}
-
-/// Every key the `Raw*` structs do not know, as a problem naming it.
-fn unknown_keys(root: &config::Value) -> Vec<Problem> {
-    let top = struct_fields::<RawFile>();
-    let settings = struct_fields::<RawSettings>();
-    let exporter = struct_fields::<RawExporter>();
-    let target = struct_fields::<RawTarget>();
-    let mut problems = Vec::new();
-    let mut check = |table: &config::Map<String, config::Value>,
-                     prefix: &str,
-                     known: &[&str],
-                     elsewhere: Option<(&[&str], &str)>| {
-        for k in table.keys().filter(|k| !known.contains(&k.as_str())) {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            let message = match (elsewhere, closest(k, known)) {
-                (Some((other, place)), _) if other.contains(&k.as_str()) => {
-                    format!("may not stand here; set it in {place}")
-                }
-                (_, Some(near)) => {
-                    format!("unknown key; did you mean `{near}`? Remove or correct it")
-                }
-                (_, None) => "unknown key; remove or correct it (the accepted keys are listed \
-                              in docs/configuration.md)"
-                    .to_string(),
-            };
-            problems.push(Problem { key, message });
-        }
-    };
-    let config::ValueKind::Table(root) = &root.kind else {
-        return problems;
-    };
-    check(root, "", top, None);
-    if let Some(config::ValueKind::Table(t)) = root.get("defaults").map(|v| &v.kind) {
-        check(
-            t,
-            "defaults",
-            settings,
-            Some((target, "each [[targets]] table")),
-        );
-    }
-    if let Some(config::ValueKind::Table(t)) = root.get("exporter").map(|v| &v.kind) {
-        check(t, "exporter", exporter, None);
-    }
-    if let Some(config::ValueKind::Array(ts)) = root.get("targets").map(|v| &v.kind) {
-        for (i, t) in ts.iter().enumerate() {
-            if let config::ValueKind::Table(t) = &t.kind {
-                check(
-                    t,
-                    &format!("targets[{i}]"),
-                    target,
-                    Some((exporter, "[exporter]")),
-                );
+/// Reports every key of `table` not in `known`: as belonging elsewhere
+/// when `elsewhere` says where it belongs, else as unknown (with the
+/// closest known key, if one is near).
+fn unknown_keys(
+    table: &config::Map<String, config::Value>,
+    prefix: &str,
+    known: &[&str],
+    elsewhere: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut keys: Vec<&String> = table.keys().collect();
+    // The tree is a hash map: sorted, the report is the same every time.
+    keys.sort();
+    for k in keys.into_iter().filter(|k| !known.contains(&k.as_str())) {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let message = match (elsewhere(k), closest(k, known)) {
+            (Some(m), _) => m,
+            (None, Some(near)) => {
+                format!("unknown key; did you mean `{near}`? Remove or correct it")
             }
-        }
+            (None, None) => "unknown key; remove or correct it (the accepted keys are listed \
+                             in docs/configuration.md)"
+                .to_string(),
+        };
+        problems.push(Problem { key, message });
     }
-    problems
+}
+
+/// Every key a target of some kind may hold.
+fn every_target_key() -> Vec<&'static str> {
+    let mut keys = common_keys();
+    for k in kinds::KINDS {
+        keys.extend_from_slice(k.keys());
+    }
+    keys
+}
+
+/// `"vault" or "deepset"`: the kinds, for messages.
+fn kind_list(prefix: &str) -> String {
+    let names: Vec<String> = kinds::KINDS
+        .iter()
+        .map(|k| format!("{prefix}{:?}", k.name()))
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// A known key within two edits of a misspelt one.
@@ -592,57 +302,83 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The field names serde knows for a struct, read from its derived
-/// `Deserialize` so the list of accepted keys cannot drift from the structs.
-fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
-    use serde::de::{self, Visitor};
-    struct Capture<'a>(&'a mut &'static [&'static str]);
-    impl<'de> de::Deserializer<'de> for Capture<'_> {
-        type Error = de::value::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-            Err(de::Error::custom("only structs"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            *self.0 = fields;
-            Err(de::Error::custom("fields captured"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf option unit unit_struct newtype_struct seq tuple
-            tuple_struct map enum identifier ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Capture(&mut fields));
-    fields
-}
-
 fn validate(
-    raw: RawFile,
-    unknown: Vec<Problem>,
+    root: config::Value,
     file: &str,
     base_dir: Option<&Path>,
     env: &dyn Environment,
 ) -> Result<Config, ConfigError> {
-    let mut problems = unknown;
-    let defaults = check_settings(
-        &raw.defaults.unwrap_or_default(),
-        base_dir,
-        &mut |k: &str, message: String| {
+    let mut problems = Vec::new();
+    let empty = || config::Value::new(None, config::ValueKind::Table(config::Map::new()));
+    let config::ValueKind::Table(root) = root.kind else {
+        return Err(ConfigError::Parse {
+            file: file.to_string(),
+            message: "not a TOML document of tables".into(),
+        });
+    };
+    unknown_keys(&root, "", TOP_KEYS, &|_| None, &mut problems);
+    let table = |name: &str, problems: &mut Vec<Problem>| match root.get(name) {
+        None => empty(),
+        Some(v) if matches!(v.kind, config::ValueKind::Table(_)) => v.clone(),
+        Some(_) => {
             problems.push(Problem {
-                key: format!("defaults.{k}"),
-                message,
-            })
-        },
-    );
-    let exporter = validate_exporter(raw.exporter.unwrap_or_default(), &mut problems);
-    let raw_targets = raw.targets.unwrap_or_default();
-    if raw_targets.is_empty() {
+                key: name.into(),
+                message: format!("must be a table ([{name}]); correct it"),
+            });
+            empty()
+        }
+    };
+    let defaults_table = table("defaults", &mut problems);
+    let exporter_table = table("exporter", &mut problems);
+
+    // [defaults]: the common settings and the keys kinds allow there.
+    if let config::ValueKind::Table(t) = &defaults_table.kind {
+        let mut known = struct_fields::<RawSettings>().to_vec();
+        for k in kinds::KINDS {
+            known.extend_from_slice(k.default_keys());
+        }
+        let targets_only = every_target_key();
+        let elsewhere = |k: &str| {
+            targets_only
+                .contains(&k)
+                .then(|| "may not stand here; set it in each [[targets]] table".to_string())
+        };
+        unknown_keys(t, "defaults", &known, &elsewhere, &mut problems);
+    }
+    let raw_defaults: RawSettings =
+        read_table(&defaults_table, "defaults", &mut problems).unwrap_or_default();
+    let defaults = check_settings(&raw_defaults, base_dir, &mut |k: &str, message: String| {
+        problems.push(Problem {
+            key: format!("defaults.{k}"),
+            message,
+        })
+    });
+
+    if let config::ValueKind::Table(t) = &exporter_table.kind {
+        unknown_keys(
+            t,
+            "exporter",
+            struct_fields::<RawExporter>(),
+            &|_| None,
+            &mut problems,
+        );
+    }
+    let raw_exporter: RawExporter =
+        read_table(&exporter_table, "exporter", &mut problems).unwrap_or_default();
+    let exporter = validate_exporter(raw_exporter, &mut problems);
+
+    let raw_targets = match root.get("targets").map(|v| &v.kind) {
+        None => Vec::new(),
+        Some(config::ValueKind::Array(ts)) => ts.clone(),
+        Some(_) => {
+            problems.push(Problem {
+                key: "targets".into(),
+                message: "must be a list of [[targets]] tables; correct it".into(),
+            });
+            Vec::new()
+        }
+    };
+    if raw_targets.is_empty() && !problems.iter().any(|p| p.key == "targets") {
         problems.push(Problem {
             key: "targets".into(),
             message: "no targets are configured; add at least one [[targets]] table \
@@ -652,23 +388,31 @@ fn validate(
     }
     let mut names = BTreeSet::new();
     let mut targets = Vec::new();
-    for (i, t) in raw_targets.into_iter().enumerate() {
+    for (i, t) in raw_targets.iter().enumerate() {
         let key = format!("targets[{i}]");
-        if let Some(name) = &t.name {
-            if !names.insert(name.clone()) {
-                problems.push(Problem {
-                    key: format!("{key}.name"),
-                    message: format!(
-                        "duplicate target name {name:?}; every target needs a unique name \
-                         (it becomes the `target` label)"
-                    ),
-                });
-            }
+        if !matches!(t.kind, config::ValueKind::Table(_)) {
+            problems.push(Problem {
+                key,
+                message: "is not a table; write each target as a [[targets]] table".into(),
+            });
+            continue;
         }
-        if let Some(target) = validate_target(t, &defaults, &key, base_dir, env, &mut problems) {
+        let input = TargetInput {
+            table: t,
+            defaults_table: &defaults_table,
+            defaults: &defaults,
+            key: &key,
+            base_dir,
+            env,
+        };
+        if let Some(target) = validate_target(input, &mut names, &mut problems) {
             targets.push(target);
         }
     }
+    // A bad value in [defaults] of a kind's key is found once per target of
+    // that kind: report it once.
+    let mut seen = BTreeSet::new();
+    problems.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
     if problems.is_empty() {
         Ok(Config {
             source: None,
@@ -707,32 +451,97 @@ fn validate_exporter(raw: RawExporter, problems: &mut Vec<Problem>) -> ExporterS
     s
 }
 
+/// One `[[targets]]` table and what it is checked against.
+struct TargetInput<'a> {
+    table: &'a config::Value,
+    defaults_table: &'a config::Value,
+    /// `[defaults]`, checked once.
+    defaults: &'a Settings,
+    /// `targets[i]`.
+    key: &'a str,
+    base_dir: Option<&'a Path>,
+    env: &'a dyn Environment,
+}
+
+/// Checks the common keys of a target here and hands the table to its
+/// kind; `None` when anything was wrong (every problem is reported).
 fn validate_target(
-    t: RawTarget,
-    defaults: &Settings,
-    key: &str,
-    base_dir: Option<&Path>,
-    env: &dyn Environment,
+    t: TargetInput<'_>,
+    names: &mut BTreeSet<String>,
     problems: &mut Vec<Problem>,
 ) -> Option<TargetConfig> {
     let before = problems.len();
-    let mut problem = |k: &str, message: String| {
+    let key = t.key;
+    let problem = |problems: &mut Vec<Problem>, k: &str, message: String| {
         problems.push(Problem {
             key: format!("{key}.{k}"),
             message,
         })
     };
+    let ident: RawIdentity = read_table(t.table, key, problems).unwrap_or_default();
+    let kind = match ident.kind.as_deref() {
+        Some(k) => match kinds::find(k) {
+            Some(kind) => Some(kind),
+            None => {
+                problem(
+                    problems,
+                    "kind",
+                    format!("{k:?} is not a known kind; use {}", kind_list("")),
+                );
+                None
+            }
+        },
+        None => {
+            problem(
+                problems,
+                "kind",
+                format!("missing; set {}", kind_list("kind = ")),
+            );
+            None
+        }
+    };
+    if let config::ValueKind::Table(table) = &t.table.kind {
+        let mut known = common_keys();
+        match kind {
+            Some(k) => known.extend_from_slice(k.keys()),
+            None => known = every_target_key(),
+        }
+        let elsewhere = |k: &str| {
+            if let Some(kind) = kind {
+                if let Some(owner) = kinds::KINDS.iter().find(|o| o.keys().contains(&k)) {
+                    return Some(format!(
+                        "is a {} key; a kind = {:?} target does not use it",
+                        owner.title(),
+                        kind.name()
+                    ));
+                }
+            }
+            struct_fields::<RawExporter>()
+                .contains(&k)
+                .then(|| "may not stand here; set it in [exporter]".to_string())
+        };
+        unknown_keys(table, key, &known, &elsewhere, problems);
+    }
+    let raw: RawSettings = read_table(t.table, key, problems).unwrap_or_default();
     // Only the target's own values are checked here; `defaults` were
     // checked once and are already converted.
-    let settings = check_settings(&t.settings(), base_dir, &mut problem).or(defaults);
+    let settings = check_settings(&raw, t.base_dir, &mut |k: &str, m: String| {
+        problem(problems, k, m)
+    })
+    .or(t.defaults);
 
-    let name = match t.name.as_deref() {
+    let name = match ident.name.as_deref() {
         None => {
-            problem("name", "missing; every target needs a unique `name`".into());
+            problem(
+                problems,
+                "name",
+                "missing; every target needs a unique `name`".into(),
+            );
             String::new()
         }
         Some(n) if !valid_name(n) => {
             problem(
+                problems,
                 "name",
                 format!(
                     "{n:?} is not a valid target name; use 1 to 64 letters, digits, \
@@ -741,35 +550,34 @@ fn validate_target(
             );
             String::new()
         }
-        Some(n) => n.to_string(),
+        Some(n) => {
+            if !names.insert(n.to_string()) {
+                problem(
+                    problems,
+                    "name",
+                    format!(
+                        "duplicate target name {n:?}; every target needs a unique name \
+                         (it becomes the `target` label)"
+                    ),
+                );
+            }
+            n.to_string()
+        }
     };
-    let url = match t.url.as_deref() {
+    let url = match ident.url.as_deref() {
         None => {
-            problem("url", "missing; set the base URL of the upstream, e.g. \"https://myvault.veevavault.com\"".into());
+            let example = kind.unwrap_or(kinds::KINDS[0]).example_url();
+            problem(
+                problems,
+                "url",
+                format!("missing; set the base URL of the upstream, e.g. {example:?}"),
+            );
             None
         }
         Some(u) => match check_url(u) {
-            Ok(url) => {
-                if t.kind.as_deref() == Some("vault") && vault_url_has_api_path(&url) {
-                    let mut base = url.clone();
-                    base.set_path("");
-                    problem(
-                        "url",
-                        format!(
-                            "{:?} already holds /api/...; give the base URL of the Vault, e.g. \
-                             {:?}: the exporter adds /api/{{api_version}}/ itself",
-                            url.as_str(),
-                            base.as_str().trim_end_matches('/')
-                        ),
-                    );
-                    None
-                } else {
-                    warn_plain_http_once(&name, &url);
-                    Some(url)
-                }
-            }
+            Ok(url) => Some(url),
             Err(m) => {
-                problem("url", m);
+                problem(problems, "url", m);
                 None
             }
         },
@@ -782,168 +590,38 @@ fn validate_target(
         .stale_after
         .unwrap_or(poll_interval * STALE_AFTER_POLLS);
     let at_risk_horizon = settings.at_risk_horizon.unwrap_or(DEFAULT_AT_RISK_HORIZON);
-    let burst_limit_share = settings.burst_limit_share.unwrap_or(DEFAULT_BURST_SHARE);
-    let burst_limit_reserve = settings
-        .burst_limit_reserve
-        .unwrap_or(DEFAULT_BURST_RESERVE);
     let max_response_bytes = settings
         .max_response_bytes
         .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
-    let kind = match t.kind.as_deref() {
-        Some("vault") => {
-            for (present, k) in [
-                (t.workspace.is_some(), "workspace"),
-                (t.api_key_env.is_some(), "api_key_env"),
-                (t.api_key_file.is_some(), "api_key_file"),
-                (t.api_key.is_some(), "api_key"),
-                (t.pagination.is_some(), "pagination"),
-                (t.expired_window.is_some(), "expired_window"),
-            ] {
-                if present {
-                    problem(
-                        k,
-                        "is a deepset key; a kind = \"vault\" target does not use it".into(),
-                    );
-                }
-            }
-            let username = required(
-                t.username.as_deref(),
-                "username",
-                "the Vault user the exporter logs in as",
-                &mut problem,
-            );
-            let password = secret_setting(
-                SecretKeys {
-                    inline: t.password.is_some(),
-                    env: t.password_env.as_deref(),
-                    file: t.password_file.as_deref(),
-                    names: ("password", "password_env", "password_file"),
-                },
-                base_dir,
-                env,
-                &mut problem,
-            );
-            let api_version = settings
-                .api_version
-                .clone()
-                .unwrap_or_else(|| DEFAULT_API_VERSION.to_string());
-            let client_id = settings
-                .client_id
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_string());
-            let vault_id = match t.vault_id {
-                None => None,
-                Some(id) if id > 0 => Some(id as u64),
-                Some(id) => {
-                    problem("vault_id", format!("{id} is not a Vault id; use the positive number shown as vaultId at login, or leave it out"));
-                    None
-                }
-            };
-            password.map(|password| {
-                KindConfig::Vault(VaultConfig {
-                    api_version,
-                    username,
-                    password,
-                    client_id,
-                    vault_id,
-                    resolve_owner_names: t.resolve_owner_names.unwrap_or(false),
-                })
-            })
-        }
-        Some("deepset") => {
-            for (present, k) in [
-                (t.username.is_some(), "username"),
-                (t.password_env.is_some(), "password_env"),
-                (t.password_file.is_some(), "password_file"),
-                (t.password.is_some(), "password"),
-                (t.vault_id.is_some(), "vault_id"),
-                (t.resolve_owner_names.is_some(), "resolve_owner_names"),
-                (t.api_version.is_some(), "api_version"),
-                (t.client_id.is_some(), "client_id"),
-            ] {
-                if present {
-                    problem(
-                        k,
-                        "is a Vault key; a kind = \"deepset\" target does not use it".into(),
-                    );
-                }
-            }
-            let workspace = required(
-                t.workspace.as_deref(),
-                "workspace",
-                "the deepset workspace name",
-                &mut problem,
-            );
-            let api_key = secret_setting(
-                SecretKeys {
-                    inline: t.api_key.is_some(),
-                    env: t.api_key_env.as_deref(),
-                    file: t.api_key_file.as_deref(),
-                    names: ("api_key", "api_key_env", "api_key_file"),
-                },
-                base_dir,
-                env,
-                &mut problem,
-            );
-            let pagination = match t.pagination.as_deref() {
-                None | Some("cursor") => Pagination::Cursor,
-                Some("page") => Pagination::Page,
-                Some(other) => {
-                    problem(
-                        "pagination",
-                        format!("{other:?} is not a pagination style; use \"cursor\" (default) or \"page\""),
-                    );
-                    Pagination::Cursor
-                }
-            };
-            let expired_window = duration_setting(
-                &t.expired_window,
-                Duration::ZERO,
-                "expired_window",
-                &mut problem,
-            )
-            .unwrap_or(DEFAULT_EXPIRED_WINDOW);
-            api_key.map(|api_key| {
-                KindConfig::Deepset(DeepsetConfig {
-                    workspace,
-                    api_key,
-                    pagination,
-                    expired_window,
-                })
-            })
-        }
-        Some(other) => {
-            problem(
-                "kind",
-                format!("{other:?} is not a known kind; use \"vault\" or \"deepset\""),
-            );
-            None
-        }
-        None => {
-            problem(
-                "kind",
-                "missing; set kind = \"vault\" or kind = \"deepset\"".into(),
-            );
-            None
-        }
-    };
+    let kind_config = kind.and_then(|kind| {
+        kind.parse(&mut KindInput {
+            table: t.table,
+            defaults: t.defaults_table,
+            key,
+            kind_name: kind.name(),
+            url: url.as_ref(),
+            base_dir: t.base_dir,
+            env: t.env,
+            problems,
+        })
+    });
     if problems.len() > before {
         return None;
     }
+    let url = url?;
+    warn_plain_http_once(&name, &url);
     Some(TargetConfig {
         name,
-        url: url?,
+        url,
         poll_interval,
         timeout,
         stall_after,
         stale_after,
         at_risk_horizon,
-        burst_limit_share,
-        burst_limit_reserve,
         ca_pem: settings.ca_pem,
         tls_insecure_skip_verify: settings.tls_insecure_skip_verify.unwrap_or(false),
         max_response_bytes,
-        kind: kind?,
+        kind: kind_config?,
     })
 }
 
@@ -979,26 +657,6 @@ fn check_settings(
         "at_risk_horizon",
         problem,
     );
-    let burst_limit_share = match raw.burst_limit_share {
-        Some(v) if !(v > 0.0 && v <= 1.0) => {
-            problem(
-                "burst_limit_share",
-                format!("{v} is not a share; use a number above 0 and at most 1, e.g. 0.05 for 5%"),
-            );
-            None
-        }
-        v => v,
-    };
-    let burst_limit_reserve = match raw.burst_limit_reserve {
-        Some(v) if !(0.0..1.0).contains(&v) => {
-            problem(
-                "burst_limit_reserve",
-                format!("{v} is not a share; use a number from 0 to below 1, e.g. 0.1 for 10%"),
-            );
-            None
-        }
-        v => v,
-    };
     let ca_pem = match raw.ca_file.as_deref() {
         None => None,
         Some(f) => {
@@ -1038,216 +696,16 @@ fn check_settings(
             }
         }
     };
-    let api_version = match &raw.api_version {
-        Some(v) if !valid_api_version(v) => {
-            problem(
-                "api_version",
-                format!("{v:?} is not a Vault API version; write it like \"v25.2\""),
-            );
-            None
-        }
-        v => v.clone(),
-    };
-    let client_id = match &raw.client_id {
-        Some(id) if !valid_client_id(id) => {
-            problem(
-                "client_id",
-                format!(
-                    "{id:?} is not a valid X-VaultAPI-ClientID; use at most 100 \
-                     letters, digits, '.', '_' or '-'"
-                ),
-            );
-            None
-        }
-        v => v.clone(),
-    };
     Settings {
         poll_interval,
         timeout,
         stall_after,
         stale_after,
         at_risk_horizon,
-        burst_limit_share,
-        burst_limit_reserve,
         ca_pem,
         tls_insecure_skip_verify: raw.tls_insecure_skip_verify,
         max_response_bytes,
-        api_version,
-        client_id,
     }
-}
-
-fn duration_setting(
-    value: &Option<String>,
-    min: Duration,
-    key: &str,
-    problem: &mut dyn FnMut(&str, String),
-) -> Option<Duration> {
-    let s = value.as_ref()?;
-    match humantime::parse_duration(s.trim()) {
-        Ok(d) if d >= min => Some(d),
-        Ok(_) => {
-            problem(
-                key,
-                format!(
-                    "{s:?} is too short; use at least {}",
-                    humantime::format_duration(min)
-                ),
-            );
-            None
-        }
-        Err(e) => {
-            problem(
-                key,
-                format!(
-                    "{s:?} is not a duration ({e}); write it like \"60s\", \"5m\" or \"1h 30m\""
-                ),
-            );
-            None
-        }
-    }
-}
-
-/// The keys of one secret in a target.
-struct SecretKeys<'a> {
-    /// The secret was written in the file itself (refused).
-    inline: bool,
-    env: Option<&'a str>,
-    file: Option<&'a str>,
-    /// (inline key, env key, file key)
-    names: (&'static str, &'static str, &'static str),
-}
-
-/// A non-empty string value, or a "missing" problem.
-fn required(
-    value: Option<&str>,
-    key: &str,
-    what: &str,
-    problem: &mut impl FnMut(&str, String),
-) -> String {
-    match value.map(str::trim) {
-        Some(v) if !v.is_empty() => v.to_string(),
-        _ => {
-            problem(key, format!("missing; set {what}"));
-            String::new()
-        }
-    }
-}
-
-fn secret_setting(
-    keys: SecretKeys<'_>,
-    base_dir: Option<&Path>,
-    env: &dyn Environment,
-    problem: &mut impl FnMut(&str, String),
-) -> Option<Secret> {
-    let (inline_name, env_name, file_name) = keys.names;
-    if keys.inline {
-        problem(
-            inline_name,
-            format!(
-                "secrets may not be written in the configuration file; put it in an environment \
-                 variable ({env_name}) or a file ({file_name})"
-            ),
-        );
-        return None;
-    }
-    let source = match (keys.env, keys.file) {
-        (Some(_), Some(_)) => {
-            problem(
-                env_name,
-                format!("set either {env_name} or {file_name}, not both"),
-            );
-            return None;
-        }
-        (Some(var), None) => SecretSource::Env(var.to_string()),
-        (None, Some(path)) => SecretSource::File(resolve_path(path, base_dir)),
-        (None, None) => {
-            problem(
-                env_name,
-                format!(
-                    "no secret configured; set {env_name} (name of an environment variable) or \
-                     {file_name} (path of a file holding it)"
-                ),
-            );
-            return None;
-        }
-    };
-    match resolve_secret(&source, env) {
-        Ok(s) => Some(s),
-        Err(m) => {
-            let key = match source {
-                SecretSource::Env(_) => env_name,
-                SecretSource::File(_) => file_name,
-            };
-            problem(key, m);
-            None
-        }
-    }
-}
-
-/// Relative paths are relative to the configuration file, like other
-/// exporters' file references.
-fn resolve_path(path: &str, base_dir: Option<&Path>) -> PathBuf {
-    let p = Path::new(path);
-    match base_dir {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_path_buf(),
-    }
-}
-
-/// Reads a secret from its source; the error never contains the secret.
-pub fn resolve_secret(source: &SecretSource, env: &dyn Environment) -> Result<Secret, String> {
-    let secret = match source {
-        SecretSource::Env(var) => {
-            if var.trim().is_empty() {
-                return Err("is empty; give the name of an environment variable".into());
-            }
-            match env.var(var) {
-                Some(v) => Secret::new(v),
-                None => {
-                    return Err(format!(
-                        "environment variable {var} is not set; export it before starting the \
-                         exporter (or use the _file variant)"
-                    ))
-                }
-            }
-        }
-        SecretSource::File(path) => {
-            let bytes = read_file_capped(path, MAX_SECRET_FILE_BYTES, "secret file")?;
-            let Ok(s) = String::from_utf8(bytes) else {
-                return Err(format!("secret file {} is not UTF-8 text", path.display()));
-            };
-            warn_if_world_readable(path);
-            // One trailing newline is what `echo secret > file` leaves.
-            Secret::new(s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r'))
-        }
-    };
-    if secret.is_blank() {
-        return Err(match source {
-            SecretSource::Env(var) => format!("environment variable {var} is empty"),
-            SecretSource::File(p) => format!("secret file {} is empty", p.display()),
-        });
-    }
-    Ok(secret)
-}
-
-/// Secrets should be readable by the exporter's user alone.
-fn warn_if_world_readable(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.permissions().mode() & 0o004 != 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    mode = format!("{:o}", m.permissions().mode() & 0o777),
-                    "secret file is readable by every user on this machine; restrict it, e.g. chmod 600"
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 /// Checks a target's `url`. Messages show the URL without its userinfo
@@ -1351,51 +809,11 @@ fn warn_plain_http_once(target: &str, url: &Url) -> bool {
     true
 }
 
-/// A Vault `url` must be the base URL: the client adds `/api/{version}/...`
-/// itself, so a url already holding `/api` or `/api/v25.2` would call
-/// `/api/v25.2/api/v25.2/...` and fail with a puzzling 404.
-fn vault_url_has_api_path(url: &Url) -> bool {
-    let segs: Vec<&str> = url
-        .path_segments()
-        .map(|s| s.filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    segs.iter().enumerate().any(|(i, s)| {
-        s.eq_ignore_ascii_case("api")
-            && segs.get(i + 1).is_none_or(|next| {
-                next.strip_prefix(['v', 'V'])
-                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
-            })
-    })
-}
-
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-}
-
-fn valid_api_version(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix('v') else {
-        return false;
-    };
-    let mut parts = rest.split('.');
-    matches!(
-        (parts.next(), parts.next(), parts.next()),
-        (Some(a), Some(b), None)
-            if !a.is_empty() && !b.is_empty()
-                && a.chars().all(|c| c.is_ascii_digit())
-                && b.chars().all(|c| c.is_ascii_digit())
-    )
-}
-
-/// Letters, digits, `.`, `_`, `-`; at most 100 characters (Vault's rule).
-pub fn valid_client_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Parses "16MiB", "500KB", "1048576" into bytes.
@@ -1420,6 +838,8 @@ fn parse_size(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::deepset::{DeepsetConfig, Pagination, DEFAULT_EXPIRED_WINDOW};
+    use crate::kinds::vault::{VaultConfig, DEFAULT_CLIENT_ID};
     use std::collections::HashMap;
 
     struct FakeEnv(HashMap<&'static str, &'static str>);
@@ -1459,9 +879,7 @@ password_env = "VAULT_PW"
         assert_eq!(t.stall_after, Duration::from_secs(1800));
         assert_eq!(t.stale_after, Duration::from_secs(300));
         assert_eq!(t.max_response_bytes, 16 * 1024 * 1024);
-        let KindConfig::Vault(v) = &t.kind else {
-            panic!("kind")
-        };
+        let v = t.settings::<VaultConfig>().expect("a Vault target");
         assert_eq!(v.api_version, "v25.2");
         assert_eq!(v.password.expose(), "s3cret");
         assert_eq!(v.client_id, DEFAULT_CLIENT_ID);
@@ -1479,9 +897,7 @@ password_env = "VAULT_PW"
         assert_eq!(t.stall_after, Duration::from_secs(3600));
         // stale_after follows the target's own interval.
         assert_eq!(t.stale_after, Duration::from_secs(150));
-        let KindConfig::Vault(v) = &t.kind else {
-            panic!("kind")
-        };
+        let v = t.settings::<VaultConfig>().expect("a Vault target");
         assert_eq!(v.api_version, "v24.3");
     }
 
@@ -1556,13 +972,22 @@ password_env = "VAULT_PW"
             struct_fields::<RawExporter>(),
             ["max_concurrent_requests", "log_level"]
         );
-        assert_eq!(struct_fields::<RawSettings>().len(), 12);
-        assert!(struct_fields::<RawTarget>().contains(&"expired_window"));
-        assert_eq!(
-            closest("pasword_env", struct_fields::<RawTarget>()),
-            Some("password_env")
-        );
-        assert_eq!(closest("colour", struct_fields::<RawTarget>()), None);
+        assert_eq!(struct_fields::<RawSettings>().len(), 8);
+        assert_eq!(common_keys().len(), 11);
+        let every = every_target_key();
+        assert!(every.contains(&"expired_window") && every.contains(&"password_env"));
+        assert_eq!(closest("pasword_env", &every), Some("password_env"));
+        assert_eq!(closest("colour", &every), None);
+        assert_eq!(kind_list(""), "\"vault\" or \"deepset\"");
+        // A kind's key is never a common one; its default keys are its keys.
+        for k in kinds::KINDS {
+            for key in k.keys() {
+                assert!(!common_keys().contains(key), "{}: {key}", k.name());
+            }
+            for key in k.default_keys() {
+                assert!(k.keys().contains(key), "{}: {key}", k.name());
+            }
+        }
     }
 
     #[test]
@@ -1735,9 +1160,9 @@ password_env = "EMPTY"
         )
         .unwrap();
         let c = load_with_env(&cfg, &env()).unwrap();
-        let KindConfig::Vault(v) = &c.targets[0].kind else {
-            panic!()
-        };
+        let v = c.targets[0]
+            .settings::<VaultConfig>()
+            .expect("a Vault target");
         assert_eq!(v.password.expose(), "from-file");
         assert_eq!(c.source.as_deref(), Some(cfg.as_path()));
 
@@ -1770,9 +1195,9 @@ workspace = "default"
 api_key_env = "DS_KEY"
 "#;
         let c = parse_str(toml, "t", &env()).unwrap();
-        let KindConfig::Deepset(d) = &c.targets[0].kind else {
-            panic!()
-        };
+        let d = c.targets[0]
+            .settings::<DeepsetConfig>()
+            .expect("a deepset target");
         assert_eq!(d.workspace, "default");
         assert_eq!(d.api_key.expose(), "key");
         assert_eq!(d.pagination, Pagination::Cursor);
@@ -1785,9 +1210,9 @@ api_key_env = "DS_KEY"
             &env(),
         )
         .unwrap();
-        let KindConfig::Deepset(d) = &c.targets[0].kind else {
-            panic!()
-        };
+        let d = c.targets[0]
+            .settings::<DeepsetConfig>()
+            .expect("a deepset target");
         assert_eq!(
             (d.pagination, d.expired_window),
             (Pagination::Page, Duration::from_secs(7200))

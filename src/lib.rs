@@ -2,10 +2,13 @@
 //! sessions on Veeva Vault / SiteVault File Staging (and deepset Cloud).
 //!
 //! How the pieces fit:
-//! - [`config`] reads and validates the TOML file (secrets from env/files);
-//! - [`upstream`] holds one client per API ([`upstream::vault`],
-//!   [`upstream::deepset`]) with the
-//!   wire types in its `wire` module, and the shared HTTP plumbing;
+//! - [`config`] reads and validates the TOML file (secrets from env/files)
+//!   into the [`settings`] each target runs with;
+//! - [`kinds`] holds everything specific to one upstream API, a folder per
+//!   kind ([`kinds::vault`], [`kinds::deepset`]) behind the traits of
+//!   [`kinds`] and its registry [`kinds::KINDS`];
+//! - [`upstream`] is the HTTP plumbing, errors and lenient decoding every
+//!   kind shares;
 //! - [`model`] is the upstream-neutral session the rest works on;
 //! - [`poller`] runs one loop per target, keeps the history needed for
 //!   stall detection and renders the target's series;
@@ -21,6 +24,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod kinds;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -30,6 +34,7 @@ pub mod report;
 pub mod secret;
 pub mod server;
 pub mod sessions;
+pub mod settings;
 pub mod shard;
 pub mod text;
 pub mod upstream;

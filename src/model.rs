@@ -9,21 +9,53 @@ use time::OffsetDateTime;
 /// precision; 64 bits hold them for 292 million years).
 pub type UnixMillis = i64;
 
+/// What a kind counts a session's progress in (each kind's
+/// `Kind::measure`); decides which per-owner families are
+/// written and which columns the session views show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Bytes and parts of one file whose size is declared up front:
+    /// `uploaded_bytes`, `uploaded_parts`, `size_bytes`,
+    /// `awaiting_commit_sessions` and `at_risk_sessions` are written.
+    SizedBytes,
+    /// Bytes and parts of one file whose size is not known until it is
+    /// complete: `uploaded_bytes` and `uploaded_parts` are written, not the
+    /// families that need the size.
+    Bytes,
+    /// Files of a session and their ingestion: `ingested_files` is written.
+    Files,
+}
+
+impl Measure {
+    /// True if sessions count bytes and parts.
+    pub fn counts_bytes(self) -> bool {
+        matches!(self, Measure::SizedBytes | Measure::Bytes)
+    }
+
+    /// True if sessions declare their size (progress, ETA, at risk).
+    pub fn has_size(self) -> bool {
+        self == Measure::SizedBytes
+    }
+}
+
 /// State of a session, the `state` label of `upload_session_sessions`.
+/// Which states a kind reports is the kind's choice; the meanings are
+/// shared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SessionState {
-    /// Vault: listed and not past its expiration date.
+    /// Listed and receiving data, for upstreams that do not tell open from
+    /// closed.
     Active,
-    /// Listed but past its expiration date (Vault), or EXPIRED (deepset).
+    /// Past its expiration date (listed still, or listed as expired).
     Expired,
-    /// deepset: OPEN.
+    /// Explicitly open: files may still be added.
     Open,
-    /// deepset: CLOSED.
+    /// Closed by its client: no more data, the upstream is processing it.
     Closed,
 }
 
 impl SessionState {
-    /// Active (Vault) or open (deepset): the session can still receive data.
+    /// Active or open: the session can still receive data.
     pub fn is_live(self) -> bool {
         matches!(self, SessionState::Active | SessionState::Open)
     }
@@ -44,27 +76,27 @@ impl SessionState {
 pub struct Session {
     /// Upstream id; used only for history, never as a label.
     pub id: String,
-    /// Vault `owner` or deepset `created_by.user_id`; `"unknown"` if absent.
+    /// The upstream's id of the user who created it; `"unknown"` if absent.
     pub owner_id: String,
     /// Display name, where the API gives one.
     pub owner_name: Option<String>,
-    /// Path of the file being uploaded (Vault).
+    /// Path or key of the file being uploaded, where there is one file.
     pub path: Option<String>,
     /// State at poll time.
     pub state: SessionState,
-    /// Declared size in bytes (Vault).
+    /// Declared size in bytes, where the upstream knows it in advance.
     pub size: Option<u64>,
-    /// Bytes uploaded so far (Vault).
+    /// Bytes uploaded so far (kinds whose [`Measure`] counts bytes).
     pub uploaded: u64,
-    /// Parts uploaded so far (Vault).
+    /// Parts uploaded so far (kinds whose [`Measure`] counts bytes).
     pub parts: u64,
     /// Creation time.
     pub created: Option<UnixMillis>,
     /// Expiry time.
     pub expires: Option<UnixMillis>,
-    /// Time of the last uploaded part (Vault).
+    /// Time of the last uploaded part, where the upstream tells it.
     pub last_upload: Option<UnixMillis>,
-    /// Files and their ingestion (deepset), where known.
+    /// Files and their ingestion ([`Measure::Files`] kinds), where known.
     pub files: Option<FileCounts>,
 }
 
@@ -74,8 +106,8 @@ impl Session {
         self.state.is_live()
     }
 
-    /// The figure whose growth means "progress": bytes for Vault, files
-    /// for an open deepset session, ingested files for a closed one.
+    /// The figure whose growth means "progress": bytes, or files for an
+    /// open session that counts files and ingested files for a closed one.
     pub fn progress(&self) -> u64 {
         match (self.state, self.files) {
             (SessionState::Closed, Some(f)) => f.finished.saturating_add(f.failed),
@@ -85,7 +117,7 @@ impl Session {
     }
 }
 
-/// The files of a deepset session.
+/// The files of a session that counts files ([`Measure::Files`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileCounts {
     /// Files uploaded to the session.

@@ -101,7 +101,7 @@ pub fn render_width(
         at_risk_horizon_ms: ms(t.at_risk_horizon),
     };
     let (judgements, _) = History::default().update(sessions, now, rules);
-    let kind = t.kind.label();
+    let kind = t.kind_name();
     let mut rows: Vec<Row> = sessions
         .iter()
         .zip(judgements)
@@ -121,7 +121,8 @@ pub fn render_width(
     }
     let dash = || "-".to_string();
     let expires = |r: &Row| r.expires_in_ms.map_or_else(dash, short_duration);
-    let (columns, cells): (Vec<(&str, Fit)>, Vec<Vec<String>>) = if kind == "vault" {
+    let (columns, cells): (Vec<(&str, Fit)>, Vec<Vec<String>>) = if t.kind.measure().counts_bytes()
+    {
         let cols = vec![
             ("OWNER", Fit::CutEnd(12)),
             ("FILE", Fit::CutStart(24)),
@@ -283,50 +284,32 @@ fn table(out: &mut String, columns: &[(&str, Fit)], cells: Vec<Vec<String>>, wid
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeepsetConfig, KindConfig, Pagination, VaultConfig, DEFAULT_CLIENT_ID};
+    use crate::kinds::deepset::DeepsetConfig;
+    use crate::kinds::vault::VaultConfig;
     use crate::model::{FileCounts, SessionState};
     use crate::secret::Secret;
+    use crate::settings::KindConfig;
     use std::time::Duration;
 
     const MIN: i64 = 60_000;
     const NOW: i64 = 1_000_000 * MIN;
 
-    fn target(kind: KindConfig) -> TargetConfig {
+    fn target(kind: Box<dyn KindConfig>) -> TargetConfig {
         TargetConfig {
-            name: "t".into(),
-            url: "https://v.example.com".parse().unwrap(),
-            poll_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
             stall_after: Duration::from_secs(1800),
-            stale_after: Duration::from_secs(300),
             at_risk_horizon: Duration::from_secs(3600),
-            burst_limit_share: 0.05,
-            burst_limit_reserve: 0.1,
-            ca_pem: None,
-            tls_insecure_skip_verify: false,
             max_response_bytes: 1 << 20,
-            kind,
+            ..TargetConfig::with_defaults("t", "https://v.example.com".parse().unwrap(), kind)
         }
     }
 
     fn vault() -> TargetConfig {
-        target(KindConfig::Vault(VaultConfig {
-            api_version: "v25.2".into(),
-            username: "u".into(),
-            password: Secret::new("p"),
-            client_id: DEFAULT_CLIENT_ID.into(),
-            vault_id: None,
-            resolve_owner_names: false,
-        }))
+        target(Box::new(VaultConfig::new("u", Secret::new("p"))))
     }
 
     fn deepset() -> TargetConfig {
-        target(KindConfig::Deepset(DeepsetConfig {
-            workspace: "default".into(),
-            api_key: Secret::new("k"),
-            pagination: Pagination::Cursor,
-            expired_window: Duration::from_secs(86400),
-        }))
+        target(Box::new(DeepsetConfig::new("default", Secret::new("k"))))
     }
 
     /// A Vault session as the demo has them: `uploaded` of `size` bytes,

@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{read_file_capped, MAX_CONFIG_FILE_BYTES};
+use crate::settings::{read_file_capped, MAX_CONFIG_FILE_BYTES};
 
 /// bcrypt uses the first 72 bytes of a password only; longer ones are
 /// refused, as Go's bcrypt (and so the exporter-toolkit) does.

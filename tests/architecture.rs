@@ -1,6 +1,9 @@
-//! The shape of the source: the data walks one way (config -> upstream ->
-//! poller -> metrics -> server), so no two top-level modules of the exporter
-//! crate may depend on each other, directly or around a loop.
+//! The shape of the source: the data walks one way (config -> kind -> poll
+//! -> history -> page -> server), so no two top-level modules of the
+//! exporter crate may depend on each other, directly or around a loop; and
+//! everything about one upstream kind lives in its folder `src/kinds/<kind>/`:
+//! the generic layers know kinds only through the traits and the registry of
+//! `src/kinds/mod.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -137,4 +140,67 @@ fn grouped_imports_are_read() {
         .map(String::from)
         .into();
     assert_eq!(r, want);
+}
+
+/// The code of a file without its comments and its `#[cfg(test)]` module
+/// (tests may build targets of any kind).
+fn code_of(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if t.starts_with("//") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn kinds_are_named_only_in_their_folders_and_the_registry() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let kinds_dir = src.join("kinds");
+    let kinds: Vec<String> = std::fs::read_dir(&kinds_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            p.is_dir()
+                .then(|| p.file_name().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    assert!(kinds.len() >= 2, "{kinds:?}");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with(&kinds_dir)) {
+        let code = code_of(&std::fs::read_to_string(f).unwrap());
+        for k in &kinds {
+            for needle in [format!("\"{k}\""), format!("kinds::{k}")] {
+                for line in code.lines().filter(|l| l.contains(&needle)) {
+                    found.push(format!("{}: {needle}: {}", f.display(), line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "kind-specific code outside src/kinds/ (move it into the kind's folder, or \
+         reach it through the traits of src/kinds/mod.rs):\n{}",
+        found.join("\n")
+    );
+    // The registry names each kind's folder.
+    let registry = std::fs::read_to_string(kinds_dir.join("mod.rs")).unwrap();
+    for k in &kinds {
+        assert!(registry.contains(&format!("pub mod {k};")), "{k}");
+    }
+}
+
+#[test]
+fn comments_and_tests_are_not_code() {
+    let code = code_of("let a = 1; // \"vault\"\n// \"deepset\"\nlet b = 2;\n#[cfg(test)]\nmod tests { \"vault\" }\n");
+    assert_eq!(code, "let a = 1; // \"vault\"\nlet b = 2;\n");
 }

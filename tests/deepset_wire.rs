@@ -1,8 +1,8 @@
 //! deepset responses in the shape of seed 004 (Get Upload Sessions) and the
 //! documented status/files/422 bodies decode as expected.
 
+use upload_session_exporter::kinds::deepset::{to_model, wire};
 use upload_session_exporter::model::{parse_timestamp, SessionState};
-use upload_session_exporter::upstream::deepset::{to_model, wire};
 
 fn fixture(name: &str) -> String {
     let path = format!(

@@ -8,9 +8,10 @@ use common::*;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, Pagination, TargetConfig};
+use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::kinds::deepset::Pagination;
+use upload_session_exporter::kinds::deepset::SESSION_FETCHES_AT_ONCE;
 use upload_session_exporter::poller::{backoff, poll_once, Source, TargetState};
-use upload_session_exporter::upstream::deepset::SESSION_FETCHES_AT_ONCE;
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 use upload_session_sim::deepset::{DeepsetEndpoint, DEMO_USER_ID};
 use upload_session_sim::{
@@ -186,11 +187,8 @@ async fn poll_count(sim: &Simulator, pagination: Pagination) -> (Vec<String>, u6
     let ws = sim.deepset("default").unwrap();
     let before = ws.request_count(DeepsetEndpoint::ListSessions);
     let target = deepset_target(sim, "ds", "default", pagination);
-    let Source::Deepset(mut client) = Source::new(&target, &RequestLimiter::default()).unwrap()
-    else {
-        unreachable!()
-    };
-    let sessions = client
+    let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
+    let sessions = source
         .fetch(upload_session_exporter::model::now_millis())
         .await
         .unwrap();
@@ -337,13 +335,14 @@ async fn failing(
         times,
     });
     let mut target = deepset_target(&sim, "ds", workspace, Pagination::Cursor);
-    if let upload_session_exporter::config::KindConfig::Deepset(d) = &mut target.kind {
-        d.api_key = upload_session_exporter::secret::Secret::new(key);
-    }
+    common::deepset_cfg(&mut target).api_key = upload_session_exporter::secret::Secret::new(key);
     let mut source = Source::new(&target, &RequestLimiter::default()).unwrap();
     let mut state = TargetState::for_target(&target);
     let r = poll_once(&target, &mut source, &mut state).await;
-    let wait = r.as_ref().err().map(|e| backoff(&target, e, 1));
+    let wait = r
+        .as_ref()
+        .err()
+        .map(|e| backoff(target.poll_interval, e, 1, source.refused_login(e)));
     let lists = ws.request_count(DeepsetEndpoint::ListSessions);
     sim.shutdown().await;
     (r.map_err(|e| e.reason()), lists, wait)

@@ -8,8 +8,8 @@ use common::*;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::kinds::vault::{VaultClient, VaultConfig};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
-use upload_session_exporter::upstream::vault::VaultClient;
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 use upload_session_sim::{Endpoint, FaultKind, FaultRule, SessionSeed, UserSpec};
 
@@ -404,7 +404,12 @@ async fn wrong_password_and_unreachable_host() {
     assert!(!msg.contains("wrong-pw-123"), "never the password: {msg}");
     assert_eq!(vault.request_count(Endpoint::Auth), 1);
     // A refused login backs off for minutes, whatever the poll interval.
-    let wait = upload_session_exporter::poller::backoff(&target, &err, 1);
+    let wait = upload_session_exporter::poller::backoff(
+        target.poll_interval,
+        &err,
+        1,
+        source.refused_login(&err),
+    );
     assert!(wait >= Duration::from_secs(300), "{wait:?}");
     sim.shutdown().await;
 
@@ -458,9 +463,7 @@ async fn parts_are_paginated_with_absolute_and_relative_next_page() {
             assert!(vault.add_synthetic_part(&id, 5 * 1024 * 1024));
         }
         let target = vault_target(&sim, "t", "main");
-        let upload_session_exporter::config::KindConfig::Vault(v) = &target.kind else {
-            unreachable!()
-        };
+        let v = target.settings::<VaultConfig>().expect("a vault target");
         let mut client = VaultClient::new(&target, v, &RequestLimiter::default()).unwrap();
         let parts = client.list_parts(&id, 2).await.unwrap();
         let numbers: Vec<u64> = parts.iter().map(|p| p.part_number.unwrap()).collect();
@@ -696,7 +699,7 @@ async fn concurrent_requests_are_bounded() {
         t.timeout = Duration::from_secs(10);
         // Polls this frequent would otherwise be spaced out to spare the
         // Vault's API budget.
-        t.burst_limit_share = 1.0;
+        common::vault_cfg(&mut t).burst_limit_share = 1.0;
         targets.push(t);
     }
     let with_limit = |n: usize| {

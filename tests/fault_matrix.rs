@@ -29,10 +29,9 @@ use serde_json::{json, Value};
 use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{
-    Config, DeepsetConfig, ExporterSettings, KindConfig, Pagination, TargetConfig, VaultConfig,
-    DEFAULT_EXPIRED_WINDOW,
-};
+use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::kinds::deepset::DeepsetConfig;
+use upload_session_exporter::kinds::vault::VaultConfig;
 use upload_session_exporter::secret::Secret;
 use upload_session_sim::deepset::DeepsetEndpoint;
 use upload_session_sim::{
@@ -881,13 +880,13 @@ fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
     tune(base_target(
         name,
         &url,
-        KindConfig::Vault(VaultConfig {
-            api_version: "v25.2".into(),
-            username: USERNAME.into(),
-            password: Secret::new(PASSWORD),
+        Box::new(VaultConfig {
             client_id: "fault-matrix".into(),
-            vault_id: None,
-            resolve_owner_names: false,
+            // A 1 s interval is 300 calls per burst window: more than the
+            // default 5% of 2000, which would (rightly) stretch the
+            // interval to 3 s.
+            burst_limit_share: 1.0,
+            ..VaultConfig::new(USERNAME, Secret::new(PASSWORD))
         }),
     ))
 }
@@ -896,21 +895,13 @@ fn deepset_target(sim: &Simulator, name: &str, workspace: &str) -> TargetConfig 
     tune(base_target(
         name,
         &sim.deepset_url(),
-        KindConfig::Deepset(DeepsetConfig {
-            workspace: workspace.into(),
-            api_key: Secret::new(API_KEY),
-            pagination: Pagination::Cursor,
-            expired_window: DEFAULT_EXPIRED_WINDOW,
-        }),
+        Box::new(DeepsetConfig::new(workspace, Secret::new(API_KEY))),
     ))
 }
 
 fn tune(mut t: TargetConfig) -> TargetConfig {
     t.poll_interval = POLL;
     t.timeout = TIMEOUT;
-    // A 1 s interval is 300 calls per burst window: more than the default
-    // 5% of 2000, which would (rightly) stretch the interval to 3 s.
-    t.burst_limit_share = 1.0;
     t
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use upload_session_exporter::config::Pagination;
+use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::metrics::exposition::PagePublisher;
 use upload_session_exporter::poller::target::MAX_LABEL_CHARS;
 use upload_session_exporter::poller::{poll_once, Source, TargetState};

@@ -23,9 +23,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{
-    Config, DeepsetConfig, ExporterSettings, KindConfig, Pagination, DEFAULT_EXPIRED_WINDOW,
-};
+use upload_session_exporter::config::{Config, ExporterSettings};
+use upload_session_exporter::kinds::deepset::DeepsetConfig;
 use upload_session_exporter::secret::Secret;
 use upload_session_sim::{
     DeepsetSessionSeed, DeepsetUser, FileSeed, SessionSeed, SimConfig, Simulator, VaultControl,
@@ -225,12 +224,10 @@ fn deepset_target(sim: &Simulator) -> upload_session_exporter::config::TargetCon
     let mut t = vault_target(sim, DEEPSET_TARGET, "main");
     t.url = sim.deepset_url().parse().expect("deepset url");
     t.poll_interval = Duration::from_secs(1);
-    t.kind = KindConfig::Deepset(DeepsetConfig {
-        workspace: "default".into(),
-        api_key: Secret::new(upload_session_sim::deepset::DEMO_API_KEY),
-        pagination: Pagination::Cursor,
-        expired_window: DEFAULT_EXPIRED_WINDOW,
-    });
+    t.kind = Box::new(DeepsetConfig::new(
+        "default",
+        Secret::new(upload_session_sim::deepset::DEMO_API_KEY),
+    ));
     t
 }
 
@@ -313,7 +310,7 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     target.stale_after = Duration::from_secs(30);
     // A poll a second is 300 calls per 5-minute window: allow it (the sim's
     // burst limit is 2000), or budget protection stretches the interval.
-    target.burst_limit_share = 1.0;
+    common::vault_cfg(&mut target).burst_limit_share = 1.0;
     let config = Config {
         source: None,
         exporter: ExporterSettings::default(),

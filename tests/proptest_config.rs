@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use upload_session_exporter::config::{
-    parse_str, Config, ConfigError, Environment, KindConfig, Pagination, DEFAULT_API_VERSION,
-    DEFAULT_CLIENT_ID, DEFAULT_EXPIRED_WINDOW,
-};
+use upload_session_exporter::config::{parse_str, Config, ConfigError, Environment};
+use upload_session_exporter::kinds::deepset::{DeepsetConfig, Pagination, DEFAULT_EXPIRED_WINDOW};
+use upload_session_exporter::kinds::vault::{VaultConfig, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID};
 use upload_session_exporter::logging::LogLevel;
 use upload_session_exporter::metrics::text::{sample, Value};
 
@@ -313,7 +312,9 @@ fn arb_settings() -> impl Strategy<Value = Settings> {
 }
 
 impl Settings {
-    fn toml(&self, out: &mut String) {
+    /// The keys as TOML; the Vault budget keys only where they may stand
+    /// (`[defaults]` and Vault targets).
+    fn toml(&self, out: &mut String, budget_keys: bool) {
         let mut d = |k: &str, v: &Option<DurationSpec>| {
             if let Some(v) = v {
                 out.push_str(&format!("{k} = \"{}\"\n", v.text));
@@ -324,10 +325,10 @@ impl Settings {
         d("stall_after", &self.stall_after);
         d("stale_after", &self.stale_after);
         d("at_risk_horizon", &self.at_risk_horizon);
-        if let Some(s) = self.share {
+        if let Some(s) = self.share.filter(|_| budget_keys) {
             out.push_str(&format!("burst_limit_share = {s:?}\n"));
         }
-        if let Some(r) = self.reserve {
+        if let Some(r) = self.reserve.filter(|_| budget_keys) {
             out.push_str(&format!("burst_limit_reserve = {r:?}\n"));
         }
         if let Some((s, _)) = &self.size {
@@ -428,7 +429,7 @@ proptest! {
         targets in prop::collection::vec(arb_target(), 1..5),
     ) {
         let mut text = String::from("[defaults]\n");
-        defaults.toml(&mut text);
+        defaults.toml(&mut text, true);
         text.push_str("\n[exporter]\n");
         if let Some(n) = requests {
             text.push_str(&format!("max_concurrent_requests = {n}\n"));
@@ -438,7 +439,7 @@ proptest! {
         }
         for (i, t) in targets.iter().enumerate() {
             text.push_str(&format!("\n[[targets]]\nname = \"t{i}.x:y-z\"\nurl = \"{}\"\n", t.url));
-            t.settings.toml(&mut text);
+            t.settings.toml(&mut text, matches!(t.kind, KindSpec::Vault { .. }));
             match &t.kind {
                 KindSpec::Vault { username, api_version, client_id, vault_id, resolve } => {
                     text.push_str(&format!("kind = \"vault\"\nusername = \"{username}\"\npassword_env = \"PW\"\n"));
@@ -477,14 +478,14 @@ proptest! {
             prop_assert_eq!(got.stall_after, pick(&s.stall_after, &d.stall_after).unwrap_or(Duration::from_secs(1800)));
             prop_assert_eq!(got.stale_after, pick(&s.stale_after, &d.stale_after).unwrap_or(poll * 5));
             prop_assert_eq!(got.at_risk_horizon, pick(&s.at_risk_horizon, &d.at_risk_horizon).unwrap_or(Duration::from_secs(12 * 3600)));
-            prop_assert_eq!(got.burst_limit_share, s.share.or(d.share).unwrap_or(0.05));
-            prop_assert_eq!(got.burst_limit_reserve, s.reserve.or(d.reserve).unwrap_or(0.1));
             prop_assert_eq!(
                 got.max_response_bytes,
                 s.size.as_ref().or(d.size.as_ref()).map_or(16 * 1024 * 1024, |(_, n)| *n)
             );
-            match (&got.kind, &want.kind) {
-                (KindConfig::Vault(v), KindSpec::Vault { username, api_version, client_id, vault_id, resolve }) => {
+            match (got.settings::<VaultConfig>(), got.settings::<DeepsetConfig>(), &want.kind) {
+                (Some(v), None, KindSpec::Vault { username, api_version, client_id, vault_id, resolve }) => {
+                    prop_assert_eq!(v.burst_limit_share, s.share.or(d.share).unwrap_or(0.05));
+                    prop_assert_eq!(v.burst_limit_reserve, s.reserve.or(d.reserve).unwrap_or(0.1));
                     prop_assert_eq!(&v.username, username);
                     prop_assert_eq!(v.password.expose(), "pw-secret");
                     prop_assert_eq!(v.api_version.as_str(), api_version.as_deref().unwrap_or(DEFAULT_API_VERSION));
@@ -492,7 +493,7 @@ proptest! {
                     prop_assert_eq!(v.vault_id, vault_id.map(u64::from));
                     prop_assert_eq!(v.resolve_owner_names, resolve.unwrap_or(false));
                 }
-                (KindConfig::Deepset(ds), KindSpec::Deepset { workspace, pagination, expired_window }) => {
+                (None, Some(ds), KindSpec::Deepset { workspace, pagination, expired_window }) => {
                     prop_assert_eq!(&ds.workspace, workspace);
                     prop_assert_eq!(ds.api_key.expose(), "key-secret");
                     let p = if pagination.unwrap_or(false) { Pagination::Page } else { Pagination::Cursor };
@@ -502,7 +503,7 @@ proptest! {
                         expired_window.as_ref().map_or(DEFAULT_EXPIRED_WINDOW, |w| w.value)
                     );
                 }
-                (got, want) => panic!("kind {got:?} for {want:?}"),
+                _ => panic!("kind {:?} for {:?}", got.kind, want.kind),
             }
         }
     }

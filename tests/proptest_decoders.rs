@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
+use upload_session_exporter::kinds::deepset::{self, wire as dw};
+use upload_session_exporter::kinds::vault::{self, wire as vw};
 use upload_session_exporter::model::{parse_timestamp, SessionState};
-use upload_session_exporter::upstream::deepset::{self, wire as dw};
-use upload_session_exporter::upstream::vault::{self, wire as vw};
 
 /// Every field name the decoders know, so generated objects hit them.
 const KNOWN_KEYS: &[&str] = &[

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use upload_session_exporter::config::{KindConfig, Pagination};
+use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
 use upload_session_exporter::secret::Secret;
 use upload_session_exporter::upstream::RequestLimiter;
@@ -79,15 +79,11 @@ async fn secrets_never_reach_the_logs() {
     let _ = poll_once(&wrong, &mut s, &mut state).await;
 
     let mut ds = deepset_target(&sim, "ds", "default", Pagination::Cursor);
-    if let KindConfig::Deepset(d) = &mut ds.kind {
-        d.api_key = Secret::new(API_KEY);
-    }
+    common::deepset_cfg(&mut ds).api_key = Secret::new(API_KEY);
     let mut s = Source::new(&ds, &RequestLimiter::default()).unwrap();
     let mut st = TargetState::for_target(&ds);
     poll_once(&ds, &mut s, &mut st).await.unwrap();
-    if let KindConfig::Deepset(d) = &mut ds.kind {
-        d.api_key = Secret::new(format!("{API_KEY}-revoked"));
-    }
+    common::deepset_cfg(&mut ds).api_key = Secret::new(format!("{API_KEY}-revoked"));
     let mut s = Source::new(&ds, &RequestLimiter::default()).unwrap();
     let _ = poll_once(&ds, &mut s, &mut st).await;
 

@@ -10,7 +10,8 @@ use common::*;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, Pagination, TargetConfig};
+use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::web::WebConfigWatcher;
 use upload_session_sim::deepset::DEMO_USER_ID;
 use upload_session_sim::{

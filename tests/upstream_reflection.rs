@@ -16,7 +16,8 @@ use std::time::Duration;
 use common::*;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, KindConfig, Pagination};
+use upload_session_exporter::config::{Config, ExporterSettings};
+use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::secret::Secret;
 use upload_session_sim::{
     DeepsetEndpoint, DeepsetSpec, DeepsetUser, Endpoint, FaultKind, FaultRule, UserSpec,
@@ -104,9 +105,7 @@ fn targets(
     }
     for name in ["ws401", "ws502", "ws422"] {
         let mut t = deepset_target(sim, name, name, Pagination::Cursor);
-        if let KindConfig::Deepset(d) = &mut t.kind {
-            d.api_key = Secret::new(API_KEY);
-        }
+        common::deepset_cfg(&mut t).api_key = Secret::new(API_KEY);
         t.poll_interval = Duration::from_millis(300);
         out.push(t);
     }

@@ -1,7 +1,7 @@
 //! The seed examples (vendor documentation pages) decode exactly.
 
+use upload_session_exporter::kinds::vault::{to_model, wire};
 use upload_session_exporter::model::{parse_timestamp, SessionState};
-use upload_session_exporter::upstream::vault::{to_model, wire};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/vault/{name}", env!("CARGO_MANIFEST_DIR"));

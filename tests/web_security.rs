@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, KindConfig, VaultConfig};
+use upload_session_exporter::config::{Config, ExporterSettings};
+use upload_session_exporter::kinds::vault::VaultConfig;
 use upload_session_exporter::secret::Secret;
 use upload_session_exporter::server::Limits;
 use upload_session_exporter::web::{Auth, WebConfig, WebConfigWatcher};
@@ -435,14 +436,7 @@ async fn ready_names_pending_targets_only_to_authenticated_clients() {
     let mut target = common::base_target(
         "secret-vault-name",
         &format!("http://{hole}"),
-        KindConfig::Vault(VaultConfig {
-            api_version: "v25.2".into(),
-            username: "demo@example.com".into(),
-            password: Secret::new("demo"),
-            client_id: "test-upload-session-exporter".into(),
-            vault_id: None,
-            resolve_owner_names: false,
-        }),
+        Box::new(VaultConfig::new("demo@example.com", Secret::new("demo"))),
     );
     target.timeout = Duration::from_secs(60);
     let config = Config {

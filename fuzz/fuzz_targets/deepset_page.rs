@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use upload_session_exporter::upstream::deepset::{self, wire};
+use upload_session_exporter::kinds::deepset::{self, wire};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(page) = serde_json::from_slice::<wire::SessionPage>(data) {

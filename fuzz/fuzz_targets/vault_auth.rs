@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use upload_session_exporter::upstream::vault::wire;
+use upload_session_exporter::kinds::vault::wire;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(a) = serde_json::from_slice::<wire::AuthResponse>(data) {

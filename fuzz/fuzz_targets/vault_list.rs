@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use upload_session_exporter::upstream::vault::{self, wire};
+use upload_session_exporter::kinds::vault::{self, wire};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(env) = serde_json::from_slice::<wire::Envelope>(data) else {

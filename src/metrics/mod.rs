@@ -51,33 +51,33 @@ macro_rules! families {
 
 families! {
     Sessions => "upload_session_sessions", Gauge,
-        "Upload sessions by state, as listed in the target's last successful poll (Vault: active, or expired when past expiration_date but not yet purged; deepset: open, closed, expired).";
+        "Upload sessions by state, as listed in the target's last successful poll: active, open, closed or expired (which of them a kind reports is documented per kind).";
     UploadedBytes => "upload_session_uploaded_bytes", Gauge,
-        "Vault: sum of `uploaded` bytes over the owner's listed sessions, expired but not yet purged ones included (last successful poll).";
+        "Sum of the bytes uploaded over the owner's listed sessions, expired but not yet purged ones included (last successful poll; kinds that count bytes).";
     SizeBytes => "upload_session_size_bytes", Gauge,
-        "Vault: sum of the declared `size` in bytes over the owner's listed sessions (last successful poll).";
+        "Sum of the declared sizes in bytes over the owner's listed sessions (last successful poll; kinds whose sessions declare a size).";
     UploadedParts => "upload_session_uploaded_parts", Gauge,
-        "Vault: sum of `uploaded_parts` over the owner's listed sessions (last successful poll).";
+        "Sum of the parts uploaded over the owner's listed sessions (last successful poll; kinds that count bytes).";
     NextExpiry => "upload_session_next_expiry_timestamp_seconds", Gauge,
-        "Earliest expiration time among the owner's active (Vault) or open (deepset) sessions, Unix seconds.";
+        "Earliest expiration time among the owner's live (active or open) sessions, Unix seconds.";
     TimeToExpiry => "upload_session_time_to_expiry_seconds", Gauge,
         "Earliest expiration minus the time of the last successful poll, in seconds (computed at poll time, negative once passed; prefer next_expiry_timestamp_seconds - time() in PromQL).";
     LastUpload => "upload_session_last_upload_timestamp_seconds", Gauge,
-        "Latest `last_uploaded_date` among the owner's listed sessions, Unix seconds.";
+        "Latest time a part or file was uploaded among the owner's listed sessions, Unix seconds.";
     OldestCreated => "upload_session_oldest_created_timestamp_seconds", Gauge,
         "Earliest creation time among the owner's listed sessions, Unix seconds.";
     Stalled => "upload_session_stalled_sessions", Gauge,
-        "Sessions not moving for the target's stall_after: Vault active sessions with bytes missing; deepset open sessions near expiry without new files, and closed sessions whose ingestion is stuck.";
+        "Sessions not moving for the target's stall_after: active sessions with bytes missing, open sessions near expiry without new files, closed sessions whose ingestion is stuck.";
     AtRisk => "upload_session_at_risk_sessions", Gauge,
-        "Vault: active sessions that, at their upload rate over the last hour (since creation right after a restart), will not finish before they expire; with no progress at all, those expiring within the target's at_risk_horizon.";
+        "Active sessions that, at their upload rate over the last hour (since creation right after a restart), will not finish before they expire; with no progress at all, those expiring within the target's at_risk_horizon (kinds whose sessions declare a size).";
     AwaitingCommit => "upload_session_awaiting_commit_sessions", Gauge,
-        "Vault: active sessions with every declared byte uploaded but not committed yet (they expire and lose their parts if never committed).";
+        "Active sessions with every declared byte uploaded but not committed yet: they expire and lose their parts if never committed (kinds whose sessions declare a size).";
     IngestedFiles => "upload_session_ingested_files", Gauge,
-        "deepset: files of the owner's listed sessions by ingestion result (finished, failed, pending).";
+        "Files of the owner's listed sessions by ingestion result: finished, failed, pending (kinds that count files).";
     OwnerInfo => "upload_session_owner_info", Gauge,
         "The owner's display name where the API gives one; the value is always 1 (join on owner_id).";
     Ended => "upload_session_ended_total", Counter,
-        "Sessions that stopped being live (Vault active, deepset open) since the exporter started, each counted once whether or not it is still listed: outcome=completed before its expiry (Vault: committed or aborted; deepset: closed), outcome=expired when its expiry passed first.";
+        "Sessions that stopped being live (active or open) since the exporter started, each counted once whether or not it is still listed: outcome=completed before its expiry (committed, aborted or closed), outcome=expired when its expiry passed first.";
     TargetUp => "upload_session_target_up", Gauge,
         "1 if the last poll of the target succeeded, else 0.";
     LastSuccess => "upload_session_last_success_timestamp_seconds", Gauge,
@@ -89,13 +89,13 @@ families! {
     ApiRequests => "upload_session_api_requests_total", Counter,
         "Upstream API calls made for the target, by endpoint.";
     PollInterval => "upload_session_poll_interval_seconds", Gauge,
-        "Time until the target's next poll as last scheduled, in seconds: poll_interval, or longer while backing off after failures or sparing the Vault's API budget.";
+        "Time until the target's next poll as last scheduled, in seconds: poll_interval, or longer while backing off after failures or sparing the upstream's API budget.";
     ResponseDelay => "upload_session_api_response_delay_seconds", Gauge,
-        "Last X-VaultAPI-ResponseDelay header in seconds (0 when absent): Vault delays responses once its burst limit is spent.";
+        "How long the upstream last said it delays responses, in seconds (Vault: X-VaultAPI-ResponseDelay; 0 when absent): it does so once its burst limit is spent.";
     BurstRemaining => "upload_session_api_burst_limit_remaining", Gauge,
-        "Last X-VaultAPI-BurstLimitRemaining header: calls left in Vault's current 5-minute window (shared with every integration of that Vault).";
+        "Calls left in the upstream's current budget window as it last said (Vault: X-VaultAPI-BurstLimitRemaining, 5-minute window shared with every integration of that Vault).";
     BurstLimit => "upload_session_api_burst_limit", Gauge,
-        "Last X-VaultAPI-BurstLimit header: calls allowed per 5-minute window.";
+        "Calls allowed per budget window as the upstream last said (Vault: X-VaultAPI-BurstLimit, per 5 minutes).";
 }
 
 /// One target's samples, rendered per family.

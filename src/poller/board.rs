@@ -37,8 +37,10 @@ pub struct LastError {
 pub struct TargetView {
     /// Target name.
     pub name: String,
-    /// `vault` or `deepset`.
+    /// The `kind` label.
     pub kind: &'static str,
+    /// What the kind counts progress in (which columns to show).
+    pub measure: crate::model::Measure,
     /// Last poll succeeded.
     pub up: bool,
     /// A poll (good or bad) has finished.
@@ -127,6 +129,7 @@ mod tests {
         TargetView {
             name: name.to_string(),
             kind: "vault",
+            measure: crate::model::Measure::SizedBytes,
             up: true,
             polled: true,
             last_success: Some(1),

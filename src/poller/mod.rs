@@ -4,9 +4,7 @@
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
 pub mod board;
-pub mod budget;
 pub mod history;
-pub mod owners;
 pub mod target;
 
 use std::sync::Arc;
@@ -16,11 +14,10 @@ use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KindConfig, TargetConfig};
+use crate::kinds;
 use crate::metrics::exposition::PagePublisher;
 use crate::model::{now_millis, Session};
-use crate::upstream::deepset::DeepsetClient;
-use crate::upstream::vault::{self, VaultClient};
+use crate::settings::TargetConfig;
 use crate::upstream::{ErrorReason, FetchError, RequestLimiter};
 
 pub use target::TargetState;
@@ -31,74 +28,48 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 const LOGIN_BACKOFF_MIN: Duration = Duration::from_secs(5 * 60);
 const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(60 * 60);
 
-/// The upstream client of a target.
-pub enum Source {
-    /// A Vault target, with its owner-name cache when names are resolved.
-    Vault(Box<VaultClient>, Option<owners::OwnerNames>),
-    /// A deepset workspace.
-    Deepset(Box<DeepsetClient>),
-}
+/// The upstream client of a target, whatever its kind.
+pub struct Source(Box<dyn kinds::Source>);
 
 impl Source {
-    /// Creates the client for a target; its requests take their permits
-    /// from `limiter`.
+    /// Creates the client for a target (its kind builds it); its requests
+    /// take their permits from `limiter`.
     pub fn new(target: &TargetConfig, limiter: &RequestLimiter) -> Result<Self, FetchError> {
-        match &target.kind {
-            KindConfig::Vault(v) => Ok(Source::Vault(
-                Box::new(VaultClient::new(target, v, limiter)?),
-                v.resolve_owner_names.then(owners::OwnerNames::default),
-            )),
-            KindConfig::Deepset(d) => Ok(Source::Deepset(Box::new(DeepsetClient::new(
-                target, d, limiter,
-            )?))),
-        }
+        kinds::source_for(target, limiter).map(Source)
+    }
+
+    /// The kind's client, e.g. to downcast in tests.
+    pub fn inner(&mut self) -> &mut dyn kinds::Source {
+        self.0.as_mut()
     }
 
     /// Fetches the current sessions.
     pub async fn fetch(&mut self, now: i64) -> Result<Vec<Session>, FetchError> {
-        match self {
-            Source::Vault(c, names) => {
-                let list = c.list_sessions().await?;
-                let total = list.sessions.len() + list.skipped;
-                let sessions: Vec<Session> = list
-                    .sessions
-                    .into_iter()
-                    .filter_map(|s| vault::to_model(s, now))
-                    .collect();
-                if sessions.len() < total {
-                    tracing::warn!(
-                        skipped = total - sessions.len(),
-                        "some listed upload sessions had no id or an unreadable shape and were skipped"
-                    );
-                }
-                let mut sessions = sessions;
-                if let Some(names) = names {
-                    names.resolve(c, &mut sessions).await;
-                }
-                Ok(sessions)
-            }
-            Source::Deepset(c) => c.fetch(now).await,
+        self.0.fetch(now).await
+    }
+
+    /// Moves the call counts and budget headers into the target's state.
+    pub fn account(&mut self, state: &mut TargetState) {
+        state.count_calls(self.0.take_calls());
+        if let Some(b) = self.0.budget() {
+            state.set_burst(b);
         }
     }
 
-    /// Moves the call counts and limit headers into the target's state.
-    pub fn account(&mut self, state: &mut TargetState) {
-        match self {
-            Source::Vault(c, _) => {
-                state.count_calls(c.take_calls());
-                state.set_burst(c.burst());
-            }
-            Source::Deepset(c) => state.count_calls(c.take_calls()),
-        }
+    /// The wait before the next poll: `wait`, or longer when the kind must
+    /// spare its upstream's budget (with why).
+    pub fn pace(&self, wait: Duration, last_poll_calls: u64) -> (Duration, Option<&'static str>) {
+        self.0.pace(wait, last_poll_calls)
+    }
+
+    /// True if `error` is a refused login.
+    pub fn refused_login(&self, error: &FetchError) -> bool {
+        self.0.refused_login(error)
     }
 
     /// Ends the upstream session, if any.
     pub async fn close(&mut self) {
-        match self {
-            Source::Vault(c, _) => c.logout().await,
-            // API keys need no logout.
-            Source::Deepset(_) => {}
-        }
+        self.0.close().await
     }
 }
 
@@ -181,7 +152,7 @@ pub async fn run_target(
 ) -> TargetState {
     let name = target.name.clone();
     let mut state = match previous {
-        Some(mut s) if s.kind() == target.kind.label() => {
+        Some(mut s) if s.kind() == target.kind_name() => {
             s.reconfigure(&target);
             s
         }
@@ -234,7 +205,7 @@ pub async fn run_target(
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                let delay = backoff(&target, e, failures);
+                let delay = backoff(target.poll_interval, e, failures, source.refused_login(e));
                 tracing::warn!(
                     target = %name,
                     reason = %e.reason(),
@@ -245,25 +216,13 @@ pub async fn run_target(
                 delay
             }
         };
-        let (delay, why) = match state.burst() {
-            Some(burst) => budget::stretch(
-                delay,
-                burst,
-                state.last_poll_calls(),
-                budget::Budget {
-                    share: target.burst_limit_share,
-                    reserve: target.burst_limit_reserve,
-                },
-            ),
-            None => (delay, None),
-        };
+        let (delay, why) = source.pace(delay, state.last_poll_calls());
         if why != throttled {
             match why {
                 Some(w) => tracing::warn!(
                     target = %name,
                     next_poll_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
-                    "sparing the Vault's API budget: {}",
-                    w.describe()
+                    "sparing the upstream's API budget: {w}"
                 ),
                 None => {
                     tracing::info!(target = %name, "API budget fine again; polling at the normal interval")
@@ -283,23 +242,25 @@ pub async fn run_target(
             next = next.max(Instant::now() + after);
         }
     }
-    // Be a good guest: end the Vault session instead of leaving it open.
+    // Be a good guest: end the upstream session instead of leaving it open.
     let _ = tokio::time::timeout(Duration::from_secs(5), source.close()).await;
     state
 }
 
-/// The wait before the next poll after `failures` consecutive failures.
-pub fn backoff(target: &TargetConfig, error: &FetchError, failures: u32) -> Duration {
+/// The wait before the next poll after `failures` consecutive failures of
+/// a target polled every `interval`; `refused_login` when the last one was
+/// a refused login (see [`kinds::Source::refused_login`]).
+pub fn backoff(
+    interval: Duration,
+    error: &FetchError,
+    failures: u32,
+    refused_login: bool,
+) -> Duration {
     let exp = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    let login_refused =
-        matches!(error, FetchError::Auth { endpoint, .. } if *endpoint == vault::endpoint::AUTH);
-    let delay = if login_refused {
+    let delay = if refused_login {
         LOGIN_BACKOFF_MIN.saturating_mul(exp).min(LOGIN_BACKOFF_MAX)
     } else {
-        target
-            .poll_interval
-            .saturating_mul(exp)
-            .min(MAX_BACKOFF.max(target.poll_interval))
+        interval.saturating_mul(exp).min(MAX_BACKOFF.max(interval))
     };
     match (error.reason(), error.retry_after()) {
         (ErrorReason::RateLimited, Some(after)) => delay.max(after),
@@ -344,33 +305,6 @@ fn jitter(base: Duration, spread: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{VaultConfig, DEFAULT_CLIENT_ID};
-    use crate::secret::Secret;
-
-    fn target(interval: u64) -> TargetConfig {
-        TargetConfig {
-            name: "t".into(),
-            url: "https://v.example.com".parse().unwrap(),
-            poll_interval: Duration::from_secs(interval),
-            timeout: Duration::from_secs(5),
-            stall_after: Duration::from_secs(1800),
-            stale_after: Duration::from_secs(300),
-            at_risk_horizon: Duration::from_secs(3600),
-            burst_limit_share: 0.05,
-            burst_limit_reserve: 0.1,
-            ca_pem: None,
-            tls_insecure_skip_verify: false,
-            max_response_bytes: 1 << 20,
-            kind: KindConfig::Vault(VaultConfig {
-                api_version: "v25.2".into(),
-                username: "u".into(),
-                password: Secret::new("p"),
-                client_id: DEFAULT_CLIENT_ID.into(),
-                vault_id: None,
-                resolve_owner_names: false,
-            }),
-        }
-    }
 
     #[test]
     fn polls_keep_the_phase_drawn_at_start() {
@@ -403,39 +337,40 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let t = target(60);
+        let t = Duration::from_secs(60);
         let e = FetchError::HttpStatus {
             endpoint: "x",
             status: 502,
             snippet: String::new(),
         };
-        let waits: Vec<u64> = (1..=6).map(|n| backoff(&t, &e, n).as_secs()).collect();
+        let waits: Vec<u64> = (1..=6)
+            .map(|n| backoff(t, &e, n, false).as_secs())
+            .collect();
         assert_eq!(waits, vec![60, 120, 240, 480, 600, 600]);
         // A long interval is never shortened by the cap.
-        assert_eq!(backoff(&target(3600), &e, 3).as_secs(), 3600);
+        assert_eq!(
+            backoff(Duration::from_secs(3600), &e, 3, false).as_secs(),
+            3600
+        );
     }
 
     #[test]
     fn refused_logins_wait_minutes_and_retry_after_is_honoured() {
-        let t = target(5);
+        let t = Duration::from_secs(5);
         let refused = FetchError::Auth {
-            endpoint: vault::endpoint::AUTH,
+            endpoint: "auth",
             detail: "x".into(),
         };
         let waits: Vec<u64> = (1..=6)
-            .map(|n| backoff(&t, &refused, n).as_secs())
+            .map(|n| backoff(t, &refused, n, true).as_secs())
             .collect();
         assert_eq!(waits, vec![300, 600, 1200, 2400, 3600, 3600]);
         let limited = FetchError::RateLimited {
             endpoint: "x",
             retry_after: Some(Duration::from_secs(90)),
         };
-        assert_eq!(backoff(&t, &limited, 1).as_secs(), 90);
-        // Forbidden on a data call is not a refused login: ordinary backoff.
-        let forbidden = FetchError::Auth {
-            endpoint: vault::endpoint::LIST_SESSIONS,
-            detail: "x".into(),
-        };
-        assert_eq!(backoff(&t, &forbidden, 1).as_secs(), 5);
+        assert_eq!(backoff(t, &limited, 1, false).as_secs(), 90);
+        // An auth error that is not a refused login: ordinary backoff.
+        assert_eq!(backoff(t, &refused, 1, false).as_secs(), 5);
     }
 }

@@ -5,11 +5,11 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::kinds::Kind;
 use crate::metrics::text::Value;
 use crate::metrics::{Family, TargetFragment};
-use crate::model::{FileCounts, Session, SessionState, UnixMillis};
-use crate::upstream::vault::BurstInfo;
-use crate::upstream::{ErrorReason, FetchError};
+use crate::model::{FileCounts, Measure, Session, SessionState, UnixMillis};
+use crate::upstream::{BurstInfo, ErrorReason, FetchError};
 
 use super::board::{LastError, Polled, TargetView};
 use super::history::{History, Judgement, Outcome, Rules};
@@ -95,6 +95,7 @@ pub struct TargetState {
     render_sizes: std::sync::Mutex<Vec<usize>>,
     name: String,
     kind: &'static str,
+    measure: Measure,
     rules: Rules,
     stale_after_ms: i64,
     /// Figures of the last successful poll (dropped once stale).
@@ -109,7 +110,7 @@ pub struct TargetState {
     ended: BTreeMap<(String, Outcome), u64>,
     burst: Option<BurstInfo>,
     history: History,
-    /// Calls of the last poll (for the Vault API budget).
+    /// Calls of the last poll (for the kind's pacing).
     last_poll_calls: u64,
     /// The wait scheduled after the last poll.
     scheduled_delay: Option<std::time::Duration>,
@@ -130,12 +131,23 @@ pub struct TargetState {
 }
 
 impl TargetState {
-    /// A target that has not been polled yet.
-    pub fn new(name: &str, kind: &'static str, rules: Rules, stale_after_ms: i64) -> Self {
+    /// A target of `kind` that has not been polled yet.
+    pub fn new(name: &str, kind: &'static dyn Kind, rules: Rules, stale_after_ms: i64) -> Self {
+        TargetState::blank(name, kind.name(), kind.measure(), rules, stale_after_ms)
+    }
+
+    fn blank(
+        name: &str,
+        kind: &'static str,
+        measure: Measure,
+        rules: Rules,
+        stale_after_ms: i64,
+    ) -> Self {
         TargetState {
             render_sizes: std::sync::Mutex::default(),
             name: name.to_string(),
             kind,
+            measure,
             rules,
             stale_after_ms,
             owners: BTreeMap::new(),
@@ -159,27 +171,25 @@ impl TargetState {
     }
 
     /// A target that has not been polled yet, judged by its configuration.
-    pub fn for_target(target: &crate::config::TargetConfig) -> Self {
+    pub fn for_target(target: &crate::settings::TargetConfig) -> Self {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let mut state = TargetState::new(
+        let mut state = TargetState::blank(
             &target.name,
-            target.kind.label(),
+            target.kind_name(),
+            target.kind.measure(),
             Rules {
                 stall_after_ms: ms(target.stall_after),
                 at_risk_horizon_ms: ms(target.at_risk_horizon),
             },
             ms(target.stale_after),
         );
-        state.redactor = Redactor::new([match &target.kind {
-            crate::config::KindConfig::Vault(v) => &v.password,
-            crate::config::KindConfig::Deepset(d) => &d.api_key,
-        }]);
+        state.redactor = Redactor::new(target.kind.secrets());
         state
     }
 
     /// Applies a changed configuration of the same target (kept: counters,
     /// history, last figures).
-    pub fn reconfigure(&mut self, target: &crate::config::TargetConfig) {
+    pub fn reconfigure(&mut self, target: &crate::settings::TargetConfig) {
         let fresh = TargetState::for_target(target);
         self.rules = fresh.rules;
         self.stale_after_ms = fresh.stale_after_ms;
@@ -377,6 +387,7 @@ impl TargetState {
         TargetView {
             name: self.name.clone(),
             kind: self.kind,
+            measure: self.measure,
             up: self.up,
             polled: self.polled,
             last_success: self.last_success,
@@ -424,11 +435,19 @@ impl TargetState {
                 f.sample(Family::OldestCreated, &l, Value::Millis(v));
             }
             f.sample(Family::Stalled, &l, Value::U(o.stalled));
-            if self.kind == "vault" {
+            if self.measure.has_size() {
                 f.sample(Family::AtRisk, &l, Value::U(o.at_risk));
+            }
+            if self.measure.counts_bytes() {
                 f.sample(Family::UploadedBytes, &l, Value::U(o.uploaded));
+            }
+            if self.measure.has_size() {
                 f.sample(Family::SizeBytes, &l, Value::U(o.size));
+            }
+            if self.measure.counts_bytes() {
                 f.sample(Family::UploadedParts, &l, Value::U(o.parts));
+            }
+            if self.measure.has_size() {
                 f.sample(Family::AwaitingCommit, &l, Value::U(o.awaiting_commit));
             }
             if let Some(files) = o.files {
@@ -579,7 +598,7 @@ mod tests {
     fn failed_target_keeps_series_until_stale() {
         let mut t = TargetState::new(
             "t",
-            "vault",
+            &crate::kinds::vault::Vault,
             Rules {
                 stall_after_ms: 60_000,
                 at_risk_horizon_ms: 0,
@@ -647,7 +666,7 @@ mod tests {
 
         let mut t = TargetState::new(
             "t",
-            "deepset",
+            &crate::kinds::deepset::Deepset,
             Rules {
                 stall_after_ms: 60_000,
                 at_risk_horizon_ms: 0,
@@ -673,7 +692,7 @@ mod tests {
     fn owners_without_sessions_disappear() {
         let mut t = TargetState::new(
             "t",
-            "vault",
+            &crate::kinds::vault::Vault,
             Rules {
                 stall_after_ms: 60_000,
                 at_risk_horizon_ms: 0,
@@ -704,7 +723,7 @@ mod tests {
     fn the_sessions_page_keeps_the_last_poll_until_stale_with_the_error_scrubbed() {
         let mut t = TargetState::new(
             "t",
-            "vault",
+            &crate::kinds::vault::Vault,
             Rules {
                 stall_after_ms: 60_000,
                 at_risk_horizon_ms: 0,

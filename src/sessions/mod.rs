@@ -97,7 +97,7 @@ impl Filter {
 pub struct Row<'a> {
     /// Target name.
     pub target: &'a str,
-    /// `vault` or `deepset`.
+    /// The `kind` label.
     pub kind: &'static str,
     /// The session as polled.
     pub session: &'a Session,
@@ -523,6 +523,7 @@ mod tests {
         let view = TargetView {
             name: "t".into(),
             kind: "vault",
+            measure: crate::model::Measure::SizedBytes,
             up: true,
             polled: true,
             last_success: Some(0),

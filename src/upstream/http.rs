@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::FetchError;
-use crate::config::TargetConfig;
+use crate::settings::TargetConfig;
 
 /// Most bytes reserved up front for a body of announced length.
 const PREALLOCATE_MAX: u64 = 4 << 20;

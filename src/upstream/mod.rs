@@ -2,11 +2,9 @@
 //! requests in flight, and the typed error whose [`ErrorReason`] becomes the
 //! `reason` label of `upload_session_poll_errors_total`.
 
-pub mod deepset;
 pub mod http;
 pub mod lenient;
 pub mod redact;
-pub mod vault;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -63,6 +61,19 @@ impl fmt::Display for ErrorReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What an upstream last said about the caller's request budget (Vault's
+/// `X-VaultAPI-*` headers), exported as the `upload_session_api_*` gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BurstInfo {
+    /// Calls allowed per window (Vault: `X-VaultAPI-BurstLimit`, 5 minutes).
+    pub limit: Option<u64>,
+    /// Calls left in the window (`X-VaultAPI-BurstLimitRemaining`).
+    pub remaining: Option<u64>,
+    /// How long the upstream delays responses, in ms, when it is slowing
+    /// the caller down (`X-VaultAPI-ResponseDelay`).
+    pub response_delay_ms: Option<u64>,
 }
 
 /// Why a call to an upstream failed. Messages name the endpoint and never
@@ -179,6 +190,15 @@ impl FetchError {
     }
 }
 
+/// Default of `[exporter] max_concurrent_requests`: room for 32 Vault
+/// targets polling at the same moment (a Vault poll makes one call at a
+/// time; the former default allowed 16 polls, so 16 calls), or 8 deepset
+/// workspaces fetching counts at full width, which at 50 ms per call makes
+/// 640 calls per second, the first cycle of 200 Vaults in well under a
+/// second. It mainly bounds the exporter's own sockets and response
+/// buffers: each target's own calls stay few at a time anyway.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 32;
+
 /// Bounds the upstream requests in flight at once, across all targets
 /// (`[exporter] max_concurrent_requests`), and hands out the HTTP clients
 /// they go through.
@@ -223,7 +243,7 @@ impl RequestLimiter {
     /// client (see [`http::ClientCache`]).
     pub fn client_for(
         &self,
-        target: &crate::config::TargetConfig,
+        target: &crate::settings::TargetConfig,
     ) -> Result<reqwest::Client, FetchError> {
         self.inner.clients.client_for(target)
     }
@@ -300,7 +320,7 @@ impl RequestLimiter {
 impl Default for RequestLimiter {
     /// The default size of `max_concurrent_requests`.
     fn default() -> Self {
-        RequestLimiter::new(crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS)
+        RequestLimiter::new(DEFAULT_MAX_CONCURRENT_REQUESTS)
     }
 }
 

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use time::macros::datetime;
-use upload_session_exporter::config::{
-    DeepsetConfig, KindConfig, Pagination, TargetConfig, VaultConfig, DEFAULT_EXPIRED_WINDOW,
-};
+use upload_session_exporter::config::TargetConfig;
+use upload_session_exporter::kinds::deepset::{DeepsetConfig, Pagination};
+use upload_session_exporter::kinds::vault::VaultConfig;
 use upload_session_exporter::secret::Secret;
+use upload_session_exporter::settings::KindConfig;
 use upload_session_sim::{DeepsetSpec, SessionSeed, SimConfig, Simulator, VaultSpec};
 
 /// Starts an idle simulator with the given vaults (the first also at `/`).
@@ -41,11 +42,12 @@ pub fn deepset_target(
     base_target(
         name,
         &sim.deepset_url(),
-        KindConfig::Deepset(DeepsetConfig {
-            workspace: workspace.to_string(),
-            api_key: Secret::new(upload_session_sim::deepset::DEMO_API_KEY),
+        Box::new(DeepsetConfig {
             pagination,
-            expired_window: DEFAULT_EXPIRED_WINDOW,
+            ..DeepsetConfig::new(
+                workspace,
+                Secret::new(upload_session_sim::deepset::DEMO_API_KEY),
+            )
         }),
     )
 }
@@ -59,21 +61,15 @@ pub fn vault_spec(name: &str, id: u64) -> VaultSpec {
 }
 
 /// A target with test-friendly settings and the given kind.
-pub fn base_target(name: &str, url: &str, kind: KindConfig) -> TargetConfig {
+pub fn base_target(name: &str, url: &str, kind: Box<dyn KindConfig>) -> TargetConfig {
     TargetConfig {
-        name: name.to_string(),
-        url: url.parse().expect("sim url"),
         poll_interval: Duration::from_secs(60),
         timeout: Duration::from_secs(2),
         stall_after: Duration::from_secs(30 * 60),
         stale_after: Duration::from_secs(300),
         at_risk_horizon: Duration::from_secs(12 * 3600),
-        burst_limit_share: 0.05,
-        burst_limit_reserve: 0.1,
-        ca_pem: None,
-        tls_insecure_skip_verify: false,
         max_response_bytes: 1024 * 1024,
-        kind,
+        ..TargetConfig::with_defaults(name, url.parse().expect("sim url"), kind)
     }
 }
 
@@ -83,23 +79,21 @@ pub fn vault_target(sim: &Simulator, name: &str, vault: &str) -> TargetConfig {
     base_target(
         name,
         &url,
-        KindConfig::Vault(VaultConfig {
-            api_version: "v25.2".into(),
-            username: "demo@example.com".into(),
-            password: Secret::new("demo"),
+        Box::new(VaultConfig {
             client_id: "test-upload-session-exporter".into(),
-            vault_id: None,
-            resolve_owner_names: false,
+            ..VaultConfig::new("demo@example.com", Secret::new("demo"))
         }),
     )
 }
 
 /// Mutable access to a target's Vault settings.
 pub fn vault_cfg(t: &mut TargetConfig) -> &mut VaultConfig {
-    match &mut t.kind {
-        KindConfig::Vault(v) => v,
-        _ => panic!("not a vault target"),
-    }
+    t.settings_mut::<VaultConfig>().expect("a vault target")
+}
+
+/// Mutable access to a target's deepset settings.
+pub fn deepset_cfg(t: &mut TargetConfig) -> &mut DeepsetConfig {
+    t.settings_mut::<DeepsetConfig>().expect("a deepset target")
 }
 
 /// Samples of an exposition: `name{labels}` (labels as written) → value.

@@ -15,8 +15,6 @@
 //! or that saw fewer sessions than `total`, is repeated once (best effort:
 //! cursors are the robust choice). Duplicates are dropped either way.
 
-pub mod wire;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,9 +22,10 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use url::Url;
 
-use crate::config::{DeepsetConfig, Pagination, TargetConfig};
+use super::{wire, DeepsetConfig, Pagination};
 use crate::model::{parse_timestamp, FileCounts, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
+use crate::settings::TargetConfig;
 use crate::upstream::http::header_u64;
 use crate::upstream::redact::{Redactor, MESSAGE_CHARS, SNIPPET_CHARS, TOKEN_CHARS};
 use crate::upstream::{CallLog, FetchError, RequestLimiter};

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::upstream::vault::BurstInfo;
+use crate::upstream::BurstInfo;
 
 /// Vault's burst window.
 pub const WINDOW: Duration = Duration::from_secs(300);

@@ -10,18 +10,17 @@
 //! are rate-limited and failed ones can lock the account, so this client
 //! never logs in more than twice per poll; the poller's backoff spaces polls.
 
-pub mod wire;
-
 use std::time::Duration;
 
 use url::Url;
 
-use crate::config::{TargetConfig, VaultConfig};
+use super::{wire, VaultConfig};
 use crate::model::{parse_timestamp, Session, SessionState, UnixMillis};
 use crate::secret::Secret;
+use crate::settings::TargetConfig;
 use crate::upstream::http::{self, header_u64};
 use crate::upstream::redact::{Redactor, MESSAGE_CHARS, SNIPPET_CHARS, TOKEN_CHARS};
-use crate::upstream::{CallLog, FetchError, RequestLimiter};
+use crate::upstream::{BurstInfo, CallLog, FetchError, RequestLimiter};
 
 /// A SUCCESS answer: the body, where its `data` is, and the next page.
 struct Answer {
@@ -60,17 +59,6 @@ const AUTH_ERROR_TYPES: &[&str] = &[
 ];
 /// Most parts a session can have (Vault's limit) over the smallest page.
 const MAX_PART_PAGES: usize = 2000;
-
-/// What Vault last said about the caller's API budget.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BurstInfo {
-    /// `X-VaultAPI-BurstLimit`: calls allowed per 5-minute window.
-    pub limit: Option<u64>,
-    /// `X-VaultAPI-BurstLimitRemaining`.
-    pub remaining: Option<u64>,
-    /// `X-VaultAPI-ResponseDelay` in ms, when Vault is slowing us down.
-    pub response_delay_ms: Option<u64>,
-}
 
 /// A Vault File Staging client for one target. Owned by that target's poll
 /// task; not shared.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::VaultClient;
 use crate::model::Session;
-use crate::upstream::vault::VaultClient;
 
 /// How long a name is trusted.
 pub const NAME_TTL: Duration = Duration::from_secs(6 * 3600);

@@ -1,0 +1,611 @@
+//! The settings a target runs with ([`TargetConfig`]) and what a kind is
+//! given to parse its part of a target table ([`KindInput`]): the types the
+//! configuration loader (module `config`) produces and the kinds (module
+//! `kinds`) read. Below both, so that neither reaches back up.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use url::Url;
+
+use crate::model::Measure;
+use crate::secret::Secret;
+
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30 * 60);
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const STALE_AFTER_POLLS: u32 = 5;
+pub(crate) const DEFAULT_AT_RISK_HORIZON: Duration = Duration::from_secs(12 * 3600);
+
+/// One `[[targets]]` entry with the `[defaults]` applied.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// Unique name; the `target` label.
+    pub name: String,
+    /// Base URL of the upstream (may carry a path prefix).
+    pub url: Url,
+    /// Time between the starts of two polls.
+    pub poll_interval: Duration,
+    /// Timeout of one upstream request.
+    pub timeout: Duration,
+    /// No progress for this long makes a session stalled.
+    pub stall_after: Duration,
+    /// How long a failing target keeps its last per-owner series.
+    pub stale_after: Duration,
+    /// A session with no progress is at risk once its expiry is this close.
+    pub at_risk_horizon: Duration,
+    /// Extra CA certificates (PEM) trusted for this upstream, from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Skip TLS certificate verification (labs only; logged loudly).
+    pub tls_insecure_skip_verify: bool,
+    /// Largest upstream response body accepted.
+    pub max_response_bytes: u64,
+    /// Kind-specific settings, parsed by the kind.
+    pub kind: Box<dyn KindConfig>,
+}
+
+// Written out: a derived `PartialEq` cannot compare `Box<dyn ..>` fields
+// (rust-lang/rust#31740). A reload compares targets to find changed ones.
+impl PartialEq for TargetConfig {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+            && self.url == o.url
+            && self.poll_interval == o.poll_interval
+            && self.timeout == o.timeout
+            && self.stall_after == o.stall_after
+            && self.stale_after == o.stale_after
+            && self.at_risk_horizon == o.at_risk_horizon
+            && self.ca_pem == o.ca_pem
+            && self.tls_insecure_skip_verify == o.tls_insecure_skip_verify
+            && self.max_response_bytes == o.max_response_bytes
+            && self.kind.eq_dyn(o.kind.as_ref())
+    }
+}
+
+impl TargetConfig {
+    /// A target with every common setting at its default (for tests and
+    /// tools that build targets without a file).
+    pub fn with_defaults(name: &str, url: Url, kind: Box<dyn KindConfig>) -> TargetConfig {
+        TargetConfig {
+            name: name.into(),
+            url,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            stall_after: DEFAULT_STALL_AFTER,
+            stale_after: DEFAULT_POLL_INTERVAL * STALE_AFTER_POLLS,
+            at_risk_horizon: DEFAULT_AT_RISK_HORIZON,
+            ca_pem: None,
+            tls_insecure_skip_verify: false,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            kind,
+        }
+    }
+
+    /// The `kind` of the target.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind.kind_name()
+    }
+
+    /// The kind-specific settings as the kind's own type, if the target is
+    /// of that kind.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.kind.downcast_ref()
+    }
+
+    /// [`settings`](Self::settings), to change them (tests).
+    pub fn settings_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.kind.downcast_mut()
+    }
+}
+
+/// One invalid value: where it is, what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `targets[1].poll_interval`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Where a secret comes from; resolved at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file whose content (without trailing newline) is the secret.
+    File(PathBuf),
+}
+
+/// Reads the environment. Behind a trait so tests need not touch the process
+/// environment (which is shared by every test thread).
+pub trait Environment {
+    /// The value of the variable, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// What a kind's `Kind::parse` gets of one target: its table (the keys
+/// are the kind's to read: common keys are checked already), the
+/// `[defaults]` table, the checked `url`, and where to report problems.
+/// Problems are reported under the target's key (`targets[3].username`), or
+/// under `defaults.` for a value that came from `[defaults]` (reported once
+/// however many targets use it).
+pub struct KindInput<'a> {
+    pub(crate) table: &'a config::Value,
+    pub(crate) defaults: &'a config::Value,
+    pub(crate) key: &'a str,
+    pub(crate) kind_name: &'static str,
+    pub(crate) url: Option<&'a Url>,
+    pub(crate) base_dir: Option<&'a Path>,
+    pub(crate) env: &'a dyn Environment,
+    pub(crate) problems: &'a mut Vec<Problem>,
+}
+
+impl<'a> KindInput<'a> {
+    /// The target's own values of the keys of `T`, `None` if one has the
+    /// wrong type (reported).
+    pub fn keys<T: DeserializeOwned>(&mut self) -> Option<T> {
+        read_table(self.table, self.key, self.problems)
+    }
+
+    /// The `[defaults]` values of the keys of `T` (those of the kind's
+    /// [`Kind::default_keys`]); all unset if one has the wrong type
+    /// (reported).
+    pub fn defaults<T: DeserializeOwned + Default>(&mut self) -> T {
+        read_table(self.defaults, "defaults", self.problems).unwrap_or_default()
+    }
+
+    /// Reports a problem with the target's `key`.
+    pub fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: format!("{}.{key}", self.key),
+            message: message.into(),
+        });
+    }
+
+    /// Reports a problem with `key` of `[defaults]`.
+    pub fn default_problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: format!("defaults.{key}"),
+            message: message.into(),
+        });
+    }
+
+    /// A setting that may stand in the target or in `[defaults]`: the
+    /// target's value if set, else the default's, each checked by `check`
+    /// (whose error is reported where the value stands).
+    pub fn setting<R, T>(
+        &mut self,
+        key: &str,
+        own: Option<R>,
+        default: Option<R>,
+        check: impl Fn(R) -> Result<T, String>,
+    ) -> Option<T> {
+        let default = default.and_then(|v| match check(v) {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.default_problem(key, m);
+                None
+            }
+        });
+        match own.map(&check) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(m)) => {
+                self.problem(key, m);
+                None
+            }
+            None => default,
+        }
+    }
+
+    /// The target's `url`, if it is valid.
+    pub fn url(&self) -> Option<&Url> {
+        self.url
+    }
+
+    /// A non-empty string value, or a "missing" problem naming `what` to
+    /// set.
+    pub fn required(&mut self, value: Option<&str>, key: &str, what: &str) -> String {
+        match value.map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_string(),
+            _ => {
+                self.problem(key, format!("missing; set {what}"));
+                String::new()
+            }
+        }
+    }
+
+    /// A duration value of at least `min`.
+    pub fn duration(
+        &mut self,
+        value: &Option<String>,
+        min: Duration,
+        key: &str,
+    ) -> Option<Duration> {
+        let (problems, prefix) = (&mut *self.problems, self.key);
+        duration_setting(value, min, key, &mut |k: &str, message: String| {
+            problems.push(Problem {
+                key: format!("{prefix}.{k}"),
+                message,
+            })
+        })
+    }
+
+    /// A secret from its `*_env` or `*_file` key (resolved now); a secret
+    /// written inline is refused without being shown.
+    pub fn secret(&mut self, keys: SecretKeys<'_>) -> Option<Secret> {
+        let (problems, prefix) = (&mut *self.problems, self.key);
+        secret_setting(
+            keys,
+            self.base_dir,
+            self.env,
+            &mut |k: &str, message: String| {
+                problems.push(Problem {
+                    key: format!("{prefix}.{k}"),
+                    message,
+                })
+            },
+        )
+    }
+
+    /// `kind = "..."` as written, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind_name
+    }
+}
+
+/// Reads the keys of `T` from a table (unknown keys are left alone:
+/// they are reported by name elsewhere); a wrong type is reported under
+/// `prefix` and gives `None`.
+pub(crate) fn read_table<T: DeserializeOwned>(
+    table: &config::Value,
+    prefix: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match T::deserialize(table.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut p = type_problem(&e.to_string());
+            p.key = if p.key == "file" {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{}", p.key)
+            };
+            problems.push(p);
+            None
+        }
+    }
+}
+
+/// Largest secret file read (a password or key is far smaller).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+/// Largest configuration file read: the configuration, the web
+/// configuration, certificates and CA bundles.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a whole file of at most `limit` bytes (blocking). Anything but a
+/// regular file is refused: a FIFO blocks until someone writes to it and
+/// `/dev/zero` never ends. `what` names the file in errors.
+pub fn read_file_capped(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let cannot = |e: std::io::Error| {
+        format!("cannot read {what} {shown}: {e}; check the path and that the exporter's user may read it")
+    };
+    let not_regular = || {
+        format!("{what} {shown} is not a regular file (a FIFO, device or directory?); give the path of a plain file")
+    };
+    let too_large = || {
+        format!(
+            "{what} {shown} is larger than {} KiB, more than such a file ever needs; check the path",
+            limit / 1024
+        )
+    };
+    // Looked at before opening: opening a FIFO blocks.
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    // The path may have been replaced in between.
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(cannot)?;
+    if buf.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
+/// Splits the `config` crate's "invalid type: ... for key `targets[0]vault_id`"
+/// into the dotted key and what is wrong.
+pub(crate) fn type_problem(message: &str) -> Problem {
+    match message.rsplit_once(" for key `") {
+        Some((what, key)) => Problem {
+            key: key
+                .trim_end_matches('`')
+                .replace("]", "].")
+                .replace("]..", "].")
+                .trim_end_matches('.')
+                .to_string(),
+            message: format!("{what}; correct the value"),
+        },
+        None => Problem {
+            key: "file".into(),
+            message: message.to_string(),
+        },
+    }
+}
+
+/// The field names serde knows for a struct, read from its derived
+/// `Deserialize` so the list of accepted keys cannot drift from the structs.
+pub(crate) fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Capture<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Capture<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("only structs"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields captured"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Capture(&mut fields));
+    fields
+}
+
+pub(crate) fn duration_setting(
+    value: &Option<String>,
+    min: Duration,
+    key: &str,
+    problem: &mut dyn FnMut(&str, String),
+) -> Option<Duration> {
+    let s = value.as_ref()?;
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d >= min => Some(d),
+        Ok(_) => {
+            problem(
+                key,
+                format!(
+                    "{s:?} is too short; use at least {}",
+                    humantime::format_duration(min)
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            problem(
+                key,
+                format!(
+                    "{s:?} is not a duration ({e}); write it like \"60s\", \"5m\" or \"1h 30m\""
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The keys of one secret in a target.
+pub struct SecretKeys<'a> {
+    /// The secret was written in the file itself (refused).
+    pub inline: bool,
+    /// The `*_env` key's value.
+    pub env: Option<&'a str>,
+    /// The `*_file` key's value.
+    pub file: Option<&'a str>,
+    /// (inline key, env key, file key)
+    pub names: (&'static str, &'static str, &'static str),
+}
+
+fn secret_setting(
+    keys: SecretKeys<'_>,
+    base_dir: Option<&Path>,
+    env: &dyn Environment,
+    problem: &mut dyn FnMut(&str, String),
+) -> Option<Secret> {
+    let (inline_name, env_name, file_name) = keys.names;
+    if keys.inline {
+        problem(
+            inline_name,
+            format!(
+                "secrets may not be written in the configuration file; put it in an environment \
+                 variable ({env_name}) or a file ({file_name})"
+            ),
+        );
+        return None;
+    }
+    let source = match (keys.env, keys.file) {
+        (Some(_), Some(_)) => {
+            problem(
+                env_name,
+                format!("set either {env_name} or {file_name}, not both"),
+            );
+            return None;
+        }
+        (Some(var), None) => SecretSource::Env(var.to_string()),
+        (None, Some(path)) => SecretSource::File(resolve_path(path, base_dir)),
+        (None, None) => {
+            problem(
+                env_name,
+                format!(
+                    "no secret configured; set {env_name} (name of an environment variable) or \
+                     {file_name} (path of a file holding it)"
+                ),
+            );
+            return None;
+        }
+    };
+    match resolve_secret(&source, env) {
+        Ok(s) => Some(s),
+        Err(m) => {
+            let key = match source {
+                SecretSource::Env(_) => env_name,
+                SecretSource::File(_) => file_name,
+            };
+            problem(key, m);
+            None
+        }
+    }
+}
+
+/// Relative paths are relative to the configuration file, like other
+/// exporters' file references.
+pub(crate) fn resolve_path(path: &str, base_dir: Option<&Path>) -> PathBuf {
+    let p = Path::new(path);
+    match base_dir {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Reads a secret from its source; the error never contains the secret.
+pub fn resolve_secret(source: &SecretSource, env: &dyn Environment) -> Result<Secret, String> {
+    let secret = match source {
+        SecretSource::Env(var) => {
+            if var.trim().is_empty() {
+                return Err("is empty; give the name of an environment variable".into());
+            }
+            match env.var(var) {
+                Some(v) => Secret::new(v),
+                None => {
+                    return Err(format!(
+                        "environment variable {var} is not set; export it before starting the \
+                         exporter (or use the _file variant)"
+                    ))
+                }
+            }
+        }
+        SecretSource::File(path) => {
+            let bytes = read_file_capped(path, MAX_SECRET_FILE_BYTES, "secret file")?;
+            let Ok(s) = String::from_utf8(bytes) else {
+                return Err(format!("secret file {} is not UTF-8 text", path.display()));
+            };
+            warn_if_world_readable(path);
+            // One trailing newline is what `echo secret > file` leaves.
+            Secret::new(s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r'))
+        }
+    };
+    if secret.is_blank() {
+        return Err(match source {
+            SecretSource::Env(var) => format!("environment variable {var} is empty"),
+            SecretSource::File(p) => format!("secret file {} is empty", p.display()),
+        });
+    }
+    Ok(secret)
+}
+
+/// Secrets should be readable by the exporter's user alone.
+fn warn_if_world_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{:o}", m.permissions().mode() & 0o777),
+                    "secret file is readable by every user on this machine; restrict it, e.g. chmod 600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// The kind-specific settings of one target, as parsed by its kind
+/// (`Kind::parse`); the kind downcasts them back to its own
+/// type.
+pub trait KindConfig: fmt::Debug + Send + Sync + KindConfigBase {
+    /// The `kind` these settings belong to.
+    fn kind_name(&self) -> &'static str;
+    /// What the kind counts progress in.
+    fn measure(&self) -> Measure;
+    /// Every secret of the target, masked in any upstream text shown.
+    fn secrets(&self) -> Vec<&Secret>;
+}
+
+/// Cloning, comparing and downcasting of [`KindConfig`] objects; written
+/// once here for every `Clone + PartialEq` settings type.
+pub trait KindConfigBase {
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn KindConfig>;
+    /// True if `other` is the same kind with equal settings.
+    fn eq_dyn(&self, other: &dyn KindConfig) -> bool;
+    /// For downcasting to the kind's settings type.
+    fn as_any(&self) -> &dyn Any;
+    /// For downcasting to the kind's settings type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: KindConfig + Clone + PartialEq + 'static> KindConfigBase for T {
+    fn clone_box(&self) -> Box<dyn KindConfig> {
+        Box::new(self.clone())
+    }
+    fn eq_dyn(&self, other: &dyn KindConfig) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Clone for Box<dyn KindConfig> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+impl dyn KindConfig {
+    /// The settings as the kind's own type, if they are of that kind.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.as_any().downcast_ref()
+    }
+
+    /// The settings as the kind's own type, if they are of that kind.
+    pub fn downcast_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.as_any_mut().downcast_mut()
+    }
+}
