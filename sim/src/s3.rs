@@ -1999,17 +1999,12 @@ pub(crate) struct S3Server {
 }
 
 impl crate::http::Service for S3Server {
-    fn dispatch(
-        &self,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Result<HttpResponse, Aborted>> + Send {
-        async move {
-            let _counted = self.in_flight.enter();
-            let ctx = Ctx {
-                shutdown: &self.shutdown,
-            };
-            self.s3.serve(req, &ctx).await
-        }
+    async fn dispatch(&self, req: Request<Incoming>) -> Result<HttpResponse, Aborted> {
+        let _counted = self.in_flight.enter();
+        let ctx = Ctx {
+            shutdown: &self.shutdown,
+        };
+        self.s3.serve(req, &ctx).await
     }
 
     fn shutdown_signal(&self) -> &ShutdownSignal {
