@@ -1811,7 +1811,7 @@ async fn bad_deepset_configurations_are_rejected() {
     assert_eq!(
         bad(vec![]).await,
         Err(
-            "invalid simulator configuration: at least one vault or deepset workspace is needed"
+            "invalid simulator configuration: at least one vault, deepset workspace or the S3 side is needed"
                 .into()
         )
     );
