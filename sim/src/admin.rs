@@ -21,14 +21,20 @@
 //! ```
 //!
 //! - `api`: `"vault"` (then `vault` names the vault, as in
-//!   `/vaults/{name}`) or `"deepset"` (then `workspace` names the
-//!   workspace).
+//!   `/vaults/{name}`), `"deepset"` (then `workspace` names the
+//!   workspace) or `"s3"` (then `bucket`, optional, names the bucket;
+//!   without it the fault hits requests to every bucket and ListBuckets).
 //! - `endpoint` (optional; absent = every endpoint): Vault `auth`,
 //!   `api_versions`, `keep_alive`, `logout`, `list_sessions`,
 //!   `session_details`, `list_parts`, `create_session`, `upload_part`,
 //!   `commit_session`, `abort_session`, `retrieve_user`; deepset
 //!   `list_sessions`, `create_session`, `session_status`, `list_files`,
-//!   `close_session`, `storage_upload`.
+//!   `close_session`, `storage_upload`; S3 `list_buckets`,
+//!   `create_bucket`, `head_bucket`, `delete_bucket`,
+//!   `list_multipart_uploads`, `get_lifecycle`, `put_lifecycle`,
+//!   `delete_lifecycle`, `create_multipart_upload`, `upload_part`,
+//!   `list_parts`, `complete_multipart_upload`, `abort_multipart_upload`,
+//!   `put_object`, `get_object`, `delete_object`.
 //! - `times` (optional; absent = until cleared): how many matching
 //!   requests the fault hits before it disarms (at least 1).
 //! - `kind` and its fields ([`FaultKind`] has the exact behaviour):
@@ -52,22 +58,34 @@
 //! | `unauthorized` | | HTTP 401 `{"detail":"Not authenticated"}` |
 //! | `validation` | | HTTP 422 with a FastAPI validation body |
 //! | `bad_gateway` | | HTTP 502 with a load balancer's HTML page |
-//! | `reflect_request` | `status` | an error page echoing the request: `Authorization` header, body (e.g. the login form with the password), request line, other headers; Vault `status` 200: a `FAILURE` whose message is the echo; deepset: `{"detail": "Invalid token: " + echo}` |
+//! | `reflect_request` | `status` | an error page echoing the request: `Authorization` header, body (e.g. the login form with the password), request line, other headers; Vault `status` 200: a `FAILURE` whose message is the echo; deepset: `{"detail": "Invalid token: " + echo}`; S3: an XML error whose message is the echo |
+//! | `s3_error` | `code`, `message` (optional) | S3: an XML error with that code and S3's status for it (`InternalError` 500, `SlowDown` 503, `AccessDenied` 403...; unknown codes answer `InternalError` 500); listed as `vault_failure` (on Vault and deepset it means that) |
+//! | `slow_down` | `retry_after` (seconds) | S3: 503 `SlowDown` with `Retry-After`; listed as `too_many_requests` (the same fault: 429 on Vault and deepset) |
+//!
+//! On S3, `malformed_json` (alias `malformed_xml`) answers HTTP 200 XML
+//! that does not parse, `truncated_json` (alias `truncated_xml`) the first
+//! half of the real XML, `oversized`/`oversized_chunked` a well-formed
+//! listing of that size, `unknown_fields` adds unknown elements to the
+//! document and each `Upload`/`Part`, `odd_records` inserts its string
+//! records as raw XML before the root's closing tag, `html_sign_in` an
+//! HTML page, `unauthorized`/`validation`/`bad_gateway`/`http_status` their
+//! status and body as given.
 //!
 //! Answer: 201 with the armed rule as `GET` lists it, plus `api` and
 //! `vault`/`workspace`.
 //!
 //! # `GET /_sim/faults`: list armed faults
 //!
-//! `{"vaults": {"main": [rule, ...]}, "deepset": {"default": [...]}}`, every
-//! vault and workspace, rules in firing order; a rule is `{"endpoint":
+//! `{"vaults": {"main": [rule, ...]}, "deepset": {"default": [...]},
+//! "s3": {"*": [...], "bucket-name": [...]}}`, every vault, workspace and
+//! bucket (`*`: the faults for every S3 request), rules in firing order; a rule is `{"endpoint":
 //! name or null, "times": uses left or null, "kind": ..., fields...}`.
 //!
 //! # `DELETE /_sim/faults`: clear faults
 //!
-//! Clears every fault of every vault and workspace, or with
-//! `?api=vault&vault=main` / `?api=deepset&workspace=default` only those of
-//! one. Answer: `{"cleared": number of rules removed}`.
+//! Clears every fault of every vault, workspace and bucket, or with
+//! `?api=vault&vault=main` / `?api=deepset&workspace=default` /
+//! `?api=s3` (every S3 fault) / `?api=s3&bucket=name` only those of one. Answer: `{"cleared": number of rules removed}`.
 //!
 //! # `POST /_sim/actions`: change a vault's state
 //!
@@ -98,6 +116,7 @@ use serde_json::{json, Map, Value};
 use super::deepset::{Deepset, DeepsetControl, DeepsetEndpoint};
 use super::faults::{Endpoint, FaultKind, FaultRule, FaultTarget};
 use super::http::{HttpResponse, SimBody};
+use super::s3::{S3Control, S3Endpoint};
 use super::vault::Vault;
 use super::VaultControl;
 
@@ -111,6 +130,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub(crate) struct Admin {
     vaults: Vec<VaultControl>,
     workspaces: Vec<DeepsetControl>,
+    s3: Option<S3Control>,
 }
 
 /// A refused admin request.
@@ -148,11 +168,14 @@ struct TargetJson {
     api: Option<String>,
     vault: Option<String>,
     workspace: Option<String>,
+    bucket: Option<String>,
 }
 
 enum Target<'a> {
     Vault(&'a VaultControl),
     Deepset(&'a DeepsetControl),
+    /// The S3 side, one bucket or (`None`) every request.
+    S3(&'a S3Control, Option<String>),
 }
 
 /// The fault part of `POST /_sim/faults` and of the listing.
@@ -172,7 +195,9 @@ enum KindJson {
         body: Option<String>,
     },
     HtmlSignIn,
+    #[serde(alias = "malformed_xml")]
     MalformedJson,
+    #[serde(alias = "truncated_xml")]
     TruncatedJson,
     Oversized {
         bytes: usize,
@@ -198,6 +223,14 @@ enum KindJson {
     BadGateway,
     ReflectRequest {
         status: u16,
+    },
+    S3Error {
+        code: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    SlowDown {
+        retry_after: u64,
     },
 }
 
@@ -259,6 +292,17 @@ impl KindJson {
                 }
                 FaultKind::ReflectRequest { status }
             }
+            KindJson::S3Error { code, message } => {
+                if code.trim().is_empty() {
+                    return Err(AdminError::bad("code must not be empty"));
+                }
+                let message = message.unwrap_or_else(|| format!("Simulated {code}."));
+                FaultKind::VaultFailure {
+                    error_type: code,
+                    message,
+                }
+            }
+            KindJson::SlowDown { retry_after } => FaultKind::TooManyRequests { retry_after },
         })
     }
 
@@ -325,7 +369,7 @@ enum ActionJson {
 }
 
 impl Admin {
-    pub(crate) fn new(vaults: &[Arc<Vault>], deepset: &Deepset) -> Self {
+    pub(crate) fn new(vaults: &[Arc<Vault>], deepset: &Deepset, s3: Option<S3Control>) -> Self {
         Self {
             vaults: vaults
                 .iter()
@@ -338,6 +382,7 @@ impl Admin {
                 .iter()
                 .filter_map(|w| deepset.control(&w.spec.workspace))
                 .collect(),
+            s3,
         }
     }
 
@@ -410,10 +455,25 @@ impl Admin {
                         ))
                     })
             }
+            Some("s3") => {
+                let Some(s3) = &self.s3 else {
+                    return Err(AdminError::not_found("this simulator has no S3 side"));
+                };
+                match t.bucket.as_deref() {
+                    None => Ok(Target::S3(s3, None)),
+                    Some(b) if s3.knows_bucket(b) => Ok(Target::S3(s3, Some(b.to_owned()))),
+                    Some(b) => Err(AdminError::not_found(format!(
+                        "no S3 bucket {b:?}; the buckets are {}",
+                        quoted(s3.buckets().iter().map(String::as_str))
+                    ))),
+                }
+            }
             Some(other) => Err(AdminError::bad(format!(
-                "api {other:?} is not simulated; use \"vault\" or \"deepset\""
+                "api {other:?} is not simulated; use \"vault\", \"deepset\" or \"s3\""
             ))),
-            None => Err(AdminError::bad("missing \"api\": \"vault\" or \"deepset\"")),
+            None => Err(AdminError::bad(
+                "missing \"api\": \"vault\", \"deepset\" or \"s3\"",
+            )),
         }
     }
 
@@ -436,7 +496,13 @@ impl Admin {
             .iter()
             .map(|w| (w.spec().workspace.clone(), rules_json(&w.faults())))
             .collect();
-        json!({ "vaults": vaults, "deepset": deepset })
+        let s3: Map<String, Value> = self
+            .s3
+            .iter()
+            .flat_map(S3Control::faults)
+            .map(|(bucket, rules)| (bucket.unwrap_or_else(|| "*".to_owned()), rules_json(&rules)))
+            .collect();
+        json!({ "vaults": vaults, "deepset": deepset, "s3": s3 })
     }
 
     fn arm(&self, body: &Value) -> AdminResult {
@@ -487,6 +553,24 @@ impl Admin {
                 out["workspace"] = json!(w.spec().workspace);
                 out
             }
+            Target::S3(s3, bucket) => {
+                if kind == FaultKind::WrongVersionTrap {
+                    return Err(AdminError::bad(
+                        "wrong_version_trap is a Vault fault; S3 has no API versions",
+                    ));
+                }
+                let endpoint = endpoint::<S3Endpoint>(rule.endpoint.as_deref())?;
+                let armed = FaultRule {
+                    endpoint,
+                    kind,
+                    times: rule.times,
+                };
+                let mut out = rule_json(&armed);
+                s3.inject(bucket.as_deref(), armed);
+                out["api"] = json!("s3");
+                out["bucket"] = json!(bucket);
+                out
+            }
         };
         Ok((StatusCode::CREATED, armed))
     }
@@ -504,8 +588,13 @@ impl Admin {
             api: get("api"),
             vault: get("vault"),
             workspace: get("workspace"),
+            bucket: get("bucket"),
         };
-        let cleared = if t.api.is_none() && t.vault.is_none() && t.workspace.is_none() {
+        let cleared = if t.api.is_none()
+            && t.vault.is_none()
+            && t.workspace.is_none()
+            && t.bucket.is_none()
+        {
             self.vaults
                 .iter()
                 .map(|v| v.inner.faults().clear())
@@ -519,6 +608,7 @@ impl Admin {
                         n
                     })
                     .sum::<usize>()
+                + self.s3.as_ref().map_or(0, |s| s.clear_faults(None))
         } else {
             match self.target(&t)? {
                 Target::Vault(v) => v.inner.faults().clear(),
@@ -527,6 +617,7 @@ impl Admin {
                     w.clear_faults();
                     n
                 }
+                Target::S3(s3, bucket) => s3.clear_faults(bucket.as_deref()),
             }
         };
         Ok((StatusCode::OK, json!({ "cleared": cleared })))
@@ -547,9 +638,9 @@ impl Admin {
         let action = ActionJson::deserialize(body).map_err(|e| AdminError::bad(e.to_string()))?;
         let v = match self.target(&target)? {
             Target::Vault(v) => v,
-            Target::Deepset(_) => {
+            Target::Deepset(_) | Target::S3(..) => {
                 return Err(AdminError::bad(
-                    "actions change vault state; deepset workspaces have none",
+                    "actions change vault state; deepset workspaces and S3 have none",
                 ))
             }
         };

@@ -347,11 +347,37 @@ fn not_found() -> HttpResponse {
     resp
 }
 
+/// What a listener serves: the main [`Server`], or the S3 side on a
+/// listener of its own.
+pub(crate) trait Service: Send + Sync + 'static {
+    /// Answers one request.
+    fn dispatch(
+        &self,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Result<HttpResponse, Aborted>> + Send;
+
+    /// Resolves when the simulator shuts down.
+    fn shutdown_signal(&self) -> &ShutdownSignal;
+}
+
+impl Service for Server {
+    fn dispatch(
+        &self,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Result<HttpResponse, Aborted>> + Send {
+        Server::dispatch(self, req)
+    }
+
+    fn shutdown_signal(&self) -> &ShutdownSignal {
+        &self.shutdown
+    }
+}
+
 /// Accepts connections until shutdown, then closes idle connections and
 /// waits (at most [`GRACE`]) for busy ones.
-pub(crate) async fn run(listener: TcpListener, server: Arc<Server>) {
+pub(crate) async fn run<S: Service>(listener: TcpListener, server: Arc<S>) {
     let graceful = GracefulShutdown::new();
-    let shutdown = server.shutdown.clone();
+    let shutdown = server.shutdown_signal().clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -359,7 +385,7 @@ pub(crate) async fn run(listener: TcpListener, server: Arc<Server>) {
                     let server = Arc::clone(&server);
                     let svc = service_fn(move |req| {
                         let server = Arc::clone(&server);
-                        async move { server.dispatch(req).await }
+                        async move { Service::dispatch(&*server, req).await }
                     });
                     let conn = http1::Builder::new()
                         .keep_alive(true)
@@ -405,7 +431,7 @@ mod tests {
             .collect();
         let deepset = Arc::new(Deepset::new(Vec::new(), &clock));
         let (_tx, rx) = watch::channel(false);
-        let admin = with_admin.then(|| Admin::new(&vaults, &deepset));
+        let admin = with_admin.then(|| Admin::new(&vaults, &deepset, None));
         Server::new(
             vaults,
             deepset,

@@ -5,7 +5,9 @@
 //! One HTTP/1.1 server hosts several simulated Vaults: each is served under
 //! `/vaults/{name}` and the first one is also served at the root (`/api/...`).
 //! The same server hosts deepset workspaces under `/deepset` (see
-//! [`deepset`] for its routes and exact semantics).
+//! [`deepset`] for its routes and exact semantics). S3-compatible
+//! multipart uploads (see [`s3`]) are served path-style on a listener of
+//! their own ([`Simulator::s3_url`]), SigV4-authenticated.
 //! Every Vault answers like the real one: HTTP 200 with `responseStatus`,
 //! `errors: [{type, message}]` on `FAILURE`, and the `X-VaultAPI-*` headers.
 //! Time is a [simulated clock](Simulator::advance), so tests can cross
@@ -33,6 +35,7 @@ pub mod deepset;
 mod demo;
 mod faults;
 mod http;
+pub mod s3;
 mod vault;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -48,6 +51,10 @@ pub use deepset::{
     DeepsetSpec, DeepsetUser, FileSeed,
 };
 pub use faults::{Endpoint, FaultKind, FaultRule};
+pub use s3::{
+    LifecycleRule, RuleFilter, S3BucketSpec, S3Control, S3Endpoint, S3Identity, S3Spec,
+    S3UploadSeed, S3UploadView, S3User, S3_DEMO_ACCESS_KEY_ID, S3_DEMO_SECRET_ACCESS_KEY,
+};
 
 use clock::SimClock;
 use deepset::Deepset;
@@ -97,6 +104,9 @@ pub struct SimConfig {
     pub vaults: Vec<VaultSpec>,
     /// The simulated deepset workspaces (under `/deepset`).
     pub deepset: Vec<DeepsetSpec>,
+    /// The S3 side, served on a listener of its own
+    /// ([`Simulator::s3_url`]); `None` = no S3 listener.
+    pub s3: Option<S3Spec>,
 }
 
 impl SimConfig {
@@ -104,7 +114,9 @@ impl SimConfig {
     /// the demo admin and four uploaders) and "sitevault" (vault 2000, the
     /// same demo login and three uploaders); and deepset workspace
     /// "default" with the demo user and five more (API keys
-    /// `demo-api-key-2` to `demo-api-key-6`).
+    /// `demo-api-key-2` to `demo-api-key-6`); and the S3 side of
+    /// [`S3Spec::demo`] (bucket `demo-uploads` with a 1-day abort rule,
+    /// three users).
     pub fn demo() -> Self {
         let mut main = VaultSpec::new("main", 1000);
         main.display_name = "Demo Vault".to_owned();
@@ -138,11 +150,13 @@ impl SimConfig {
             seed: 1,
             vaults: vec![main, site],
             deepset: vec![default],
+            s3: Some(S3Spec::demo()),
         }
     }
 
     /// [`Scenario::Idle`] with just the "main" vault (vault 1000, demo user)
-    /// and deepset workspace "default" (the demo user).
+    /// and deepset workspace "default" (the demo user); S3 with the demo
+    /// user and no bucket ([`S3Spec::new`]).
     pub fn idle() -> Self {
         let mut main = VaultSpec::new("main", 1000);
         main.display_name = "Demo Vault".to_owned();
@@ -151,6 +165,7 @@ impl SimConfig {
             seed: 1,
             vaults: vec![main],
             deepset: vec![DeepsetSpec::new("default")],
+            s3: Some(S3Spec::new()),
         }
     }
 }
@@ -392,12 +407,24 @@ pub struct SimOptions {
     /// at run time. Off by default (those paths answer 404); it has no
     /// authentication, so enable it only on loopback or a test network.
     pub admin: bool,
+    /// Where the S3 side listens; `None` = the main listen address's IP
+    /// with a free port.
+    pub s3_listen: Option<SocketAddr>,
 }
 
 impl SimOptions {
     /// The defaults with the admin API enabled.
     pub fn with_admin() -> Self {
-        Self { admin: true }
+        Self {
+            admin: true,
+            ..Self::default()
+        }
+    }
+
+    /// These options with the S3 side listening on `addr`.
+    pub fn s3_listen(mut self, addr: SocketAddr) -> Self {
+        self.s3_listen = Some(addr);
+        self
     }
 }
 
@@ -426,6 +453,7 @@ pub struct Simulator {
     clock: Arc<SimClock>,
     vaults: Vec<Arc<Vault>>,
     deepset: Arc<Deepset>,
+    s3: Option<(SocketAddr, Arc<s3::S3>)>,
     in_flight: Arc<http::InFlight>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -462,9 +490,33 @@ impl Simulator {
             .map(|spec| Arc::new(Vault::new(spec, Arc::clone(&clock))))
             .collect();
         let deepset = Arc::new(Deepset::new(config.deepset, &clock));
+        let s3 = match config.s3 {
+            None => None,
+            Some(spec) => {
+                let s3_listen = options
+                    .s3_listen
+                    .unwrap_or_else(|| SocketAddr::new(listen.ip(), 0));
+                let l = tokio::net::TcpListener::bind(s3_listen)
+                    .await
+                    .map_err(|source| SimError::Bind {
+                        addr: s3_listen,
+                        source,
+                    })?;
+                let a = l.local_addr().map_err(|source| SimError::Bind {
+                    addr: s3_listen,
+                    source,
+                })?;
+                Some((l, a, Arc::new(s3::S3::new(spec, Arc::clone(&clock)))))
+            }
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let signal = http::ShutdownSignal::new(shutdown_rx);
-        let admin = options.admin.then(|| admin::Admin::new(&vaults, &deepset));
+        let s3_control = s3.as_ref().map(|(_, _, s)| S3Control {
+            inner: Arc::clone(s),
+        });
+        let admin = options
+            .admin
+            .then(|| admin::Admin::new(&vaults, &deepset, s3_control.clone()));
         let in_flight = Arc::new(http::InFlight::default());
         let server = Arc::new(http::Server::new(
             vaults.clone(),
@@ -475,7 +527,24 @@ impl Simulator {
             Arc::clone(&in_flight),
         ));
         let mut tasks = vec![tokio::spawn(http::run(listener, server))];
+        let s3 = match s3 {
+            None => None,
+            Some((l, a, s)) => {
+                let server = Arc::new(s3::S3Server {
+                    s3: Arc::clone(&s),
+                    shutdown: signal.clone(),
+                    in_flight: Arc::clone(&in_flight),
+                });
+                tasks.push(tokio::spawn(http::run(l, server)));
+                Some((a, s))
+            }
+        };
         if config.scenario == Scenario::Demo {
+            if let Some(ctl) = s3_control {
+                if ctl.buckets().iter().any(|b| b == s3::demo_bucket()) {
+                    tasks.push(tokio::spawn(s3::run_demo(ctl, config.seed, signal.clone())));
+                }
+            }
             let controls = vaults
                 .iter()
                 .map(|v| VaultControl {
@@ -506,6 +575,7 @@ impl Simulator {
             clock,
             vaults,
             deepset,
+            s3,
             in_flight,
             shutdown_tx,
             tasks,
@@ -533,6 +603,22 @@ impl Simulator {
         format!("{}{}", self.base_url(), deepset::MOUNT)
     }
 
+    /// `http://{s3 addr}` (loopback if bound to a wildcard address): the
+    /// S3 endpoint, path-style (`{url}/{bucket}/{key}`); `None` without
+    /// an S3 side.
+    pub fn s3_url(&self) -> Option<String> {
+        self.s3
+            .as_ref()
+            .map(|(a, _)| format!("http://{}", loopback(*a)))
+    }
+
+    /// Control handle of the S3 side.
+    pub fn s3(&self) -> Option<S3Control> {
+        self.s3.as_ref().map(|(_, s)| S3Control {
+            inner: Arc::clone(s),
+        })
+    }
+
     /// Control handle of a deepset workspace.
     pub fn deepset(&self, workspace: &str) -> Option<DeepsetControl> {
         self.deepset.control(workspace)
@@ -540,12 +626,7 @@ impl Simulator {
 
     /// `http://{addr}`, the root where the first vault is also served.
     pub fn base_url(&self) -> String {
-        let ip = match self.addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        format!("http://{}", loopback(self.addr))
     }
 
     /// Control handle of a vault.
@@ -558,8 +639,8 @@ impl Simulator {
             })
     }
 
-    /// The most Vault and deepset requests (all vaults and workspaces
-    /// together; admin requests not counted) that were being served at the
+    /// The most Vault, deepset and S3 requests (all vaults, workspaces
+    /// and buckets together; admin requests not counted) that were being served at the
     /// same moment since the start or the last
     /// [`reset_max_in_flight`](Self::reset_max_in_flight). A request counts
     /// from its arrival until its answer is ready (delays and hangs
@@ -604,11 +685,24 @@ impl Drop for Simulator {
     }
 }
 
+/// `addr` with a wildcard IP replaced by loopback.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
 /// Rejects configurations the server cannot route or serve sensibly.
 fn validate(config: &SimConfig) -> Result<(), SimError> {
-    if config.vaults.is_empty() && config.deepset.is_empty() {
+    if let Some(s3) = &config.s3 {
+        s3::validate(s3).map_err(SimError::Config)?;
+    }
+    if config.vaults.is_empty() && config.deepset.is_empty() && config.s3.is_none() {
         return Err(SimError::Config(
-            "at least one vault or deepset workspace is needed".to_owned(),
+            "at least one vault, deepset workspace or the S3 side is needed".to_owned(),
         ));
     }
     deepset::validate(&config.deepset).map_err(SimError::Config)?;

@@ -1,5 +1,6 @@
 //! `upload_session_sim`: runs the upstream simulator (Veeva Vault File
-//! Staging and deepset Cloud) standalone, e.g. for demos or to point an
+//! Staging, deepset Cloud and S3 multipart uploads — the latter on a
+//! listener of its own, `--s3-listen`, default the next port) standalone, e.g. for demos or to point an
 //! exporter at. With `--admin` it also serves the admin API
 //! (`/_sim/faults`, `/_sim/actions`; see
 //! `upload_session_sim::admin`) to break and heal the simulated
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use upload_session_sim::deepset::DEMO_API_KEY;
 use upload_session_sim::{
-    SimConfig, SimOptions, Simulator, DEMO_PASSWORD, DEMO_USERNAME, UPLOADER_PASSWORD,
+    SimConfig, SimOptions, Simulator, DEMO_PASSWORD, DEMO_USERNAME, S3_DEMO_ACCESS_KEY_ID,
+    S3_DEMO_SECRET_ACCESS_KEY, UPLOADER_PASSWORD,
 };
 
 /// Simulator of the Veeva Vault File Staging and deepset Cloud upload-session
@@ -22,6 +24,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:10158")]
     listen: SocketAddr,
+    /// Address the S3 side listens on (default: the --listen IP, next port).
+    #[arg(long)]
+    s3_listen: Option<SocketAddr>,
     /// Background activity.
     #[arg(long, value_enum, default_value_t = ScenarioArg::Demo)]
     scenario: ScenarioArg,
@@ -108,11 +113,34 @@ async fn main() -> ExitCode {
             (w.workspace.clone(), users)
         })
         .collect();
-    let options = if args.admin {
+    let s3_users: Vec<(String, String, Option<String>, String)> = config
+        .s3
+        .iter()
+        .flat_map(|s| s.users.iter())
+        .map(|u| {
+            (
+                u.access_key_id.clone(),
+                u.secret_access_key.clone(),
+                u.session_token.clone(),
+                u.identity.id.clone(),
+            )
+        })
+        .collect();
+    let mut options = if args.admin {
         SimOptions::with_admin()
     } else {
         SimOptions::default()
     };
+    // A fixed port by default, so that demo instructions stay valid; port
+    // 0 on --listen keeps it free too.
+    let s3_listen = args.s3_listen.unwrap_or_else(|| {
+        let port = match args.listen.port() {
+            0 => 0,
+            p => p.saturating_add(1),
+        };
+        SocketAddr::new(args.listen.ip(), port)
+    });
+    options = options.s3_listen(s3_listen);
     if args.admin && !args.listen.ip().is_loopback() {
         if !args.admin_allow_remote {
             eprintln!(
@@ -176,6 +204,24 @@ async fn main() -> ExitCode {
                 "  e.g. curl -s -H 'Authorization: Bearer {DEMO_API_KEY}' {}/api/v1/workspaces/{name}/upload_sessions",
                 sim.deepset_url()
             );
+        }
+    }
+    if let Some(url) = sim.s3_url() {
+        println!("S3 multipart-upload simulator at {url} (path-style, region us-east-1, SigV4)");
+        for (key, secret, token, arn) in &s3_users {
+            match token {
+                None => println!("    access key {key} secret {secret}  {arn}"),
+                Some(t) => {
+                    println!("    access key {key} secret {secret} session token {t}  {arn}")
+                }
+            }
+        }
+        if let Some(ctl) = sim.s3() {
+            if let Some(bucket) = ctl.buckets().first() {
+                println!(
+                    "  e.g. AWS_ACCESS_KEY_ID={S3_DEMO_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY='{S3_DEMO_SECRET_ACCESS_KEY}' \\\n       aws --endpoint-url {url} --region us-east-1 s3api list-multipart-uploads --bucket {bucket}"
+                );
+            }
         }
     }
     if args.admin {

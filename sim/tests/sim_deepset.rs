@@ -41,6 +41,7 @@ fn config_with(extra: Vec<DeepsetSpec>) -> SimConfig {
         seed: 1,
         vaults: Vec::new(),
         deepset,
+        s3: None,
     }
 }
 
@@ -738,6 +739,7 @@ async fn at_most_ten_open_sessions_per_user() {
         seed: 1,
         vaults: Vec::new(),
         deepset: vec![default],
+        s3: None,
     })
     .await;
     let ctl = sim.deepset("default").expect("ws");
@@ -1799,6 +1801,7 @@ async fn bad_deepset_configurations_are_rejected() {
                 seed: 1,
                 vaults: Vec::new(),
                 deepset,
+                s3: None,
             },
         )
         .await
@@ -1808,7 +1811,7 @@ async fn bad_deepset_configurations_are_rejected() {
     assert_eq!(
         bad(vec![]).await,
         Err(
-            "invalid simulator configuration: at least one vault or deepset workspace is needed"
+            "invalid simulator configuration: at least one vault, deepset workspace or the S3 side is needed"
                 .into()
         )
     );

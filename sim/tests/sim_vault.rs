@@ -32,6 +32,7 @@ fn idle_with(vaults: Vec<VaultSpec>) -> SimConfig {
         seed: 1,
         vaults,
         deepset: Vec::new(),
+        s3: None,
     }
 }
 
