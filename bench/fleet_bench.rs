@@ -292,6 +292,7 @@ async fn start_fleet(o: &Opts) -> Res<Fleet> {
         seed: 7,
         vaults,
         deepset: workspaces,
+        s3: None,
     };
     let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await?;
     let mut rng = StdRng::seed_from_u64(42);
