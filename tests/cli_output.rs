@@ -13,8 +13,6 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
-
 /// Any JSON value; refuses an object that repeats a key (serde_json keeps
 /// the last, as jq, Python, Loki and Vector do, and says nothing).
 struct NoDuplicateKeys;

@@ -10,7 +10,6 @@ use common::*;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
 use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::web::WebConfigWatcher;
 use upload_session_sim::deepset::DEMO_USER_ID;
@@ -21,14 +20,6 @@ use upload_session_sim::{
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
 const HOSTILE_FILE: &str = "/u10001400/<img src=x onerror=alert(1)>.bin";
 const UNICODE_FILE: &str = "/u10001400/Zoë-Ångström/日本語の資料-📄.pdf";
-
-fn config(targets: Vec<TargetConfig>) -> Config {
-    Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets,
-    }
-}
 
 /// The Vault seed sessions of seed 000 (owner 10001400, all expired in 2020) and owner 42's live 40 GB upload.
 fn vault_seeds(now: time::OffsetDateTime) -> (Vec<SessionSeed>, time::OffsetDateTime) {
