@@ -1,6 +1,6 @@
 //! The exporter against the deepset simulator, over real HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! What the binaries print, as a user or a log pipeline reads it: JSON log
 //! lines, the simulator's own name and streams, `--shard` in one-shot runs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! `/sessions` and `/api/v1/sessions` of an exporter polling the simulator
 //! over real HTTP: exact figures, filters, protection, escaping.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +33,9 @@ fn vault_seeds(now: time::OffsetDateTime) -> (Vec<SessionSeed>, time::OffsetDate
     )
 }
 
-/// The deepset sessions of tests/exporter_deepset.rs: Ada's open session
-/// with 3 pending files and closed one with 5 (4 ingested, 1 failed); Dana's
-/// expired and open ones.
+/// The deepset sessions of tests/in_process/exporter_deepset.rs: Ada's open
+/// session with 3 pending files and closed one with 5 (4 ingested, 1
+/// failed); Dana's expired and open ones.
 fn deepset_seeds(sim: &Simulator) {
     let ws = sim.deepset("default").unwrap();
     let now = ws.now();
@@ -146,7 +146,7 @@ async fn api_gives_the_exact_figures_of_the_simulated_sessions() {
     assert!(targets[1]["last_error"].is_null());
 
     // The same sums as upload_session_uploaded_bytes / size_bytes /
-    // uploaded_parts in tests/exporter_vault.rs.
+    // uploaded_parts in tests/in_process/exporter_vault.rs.
     assert_eq!(sum(&all, "10001400", "uploaded_bytes"), 11759027);
     assert_eq!(sum(&all, "10001400", "size_bytes"), 35574406);
     assert_eq!(sum(&all, "10001400", "uploaded_parts"), 3);
@@ -186,7 +186,7 @@ async fn api_gives_the_exact_figures_of_the_simulated_sessions() {
     let left = big["expires_in_seconds"].as_f64().unwrap();
     assert!((71.0 * 3600.0..=72.0 * 3600.0).contains(&left), "{left}");
 
-    // deepset, as upload_session_ingested_files in tests/exporter_deepset.rs.
+    // deepset, as upload_session_ingested_files in tests/in_process/exporter_deepset.rs.
     let ada: Vec<&Value> = all["sessions"]
         .as_array()
         .unwrap()

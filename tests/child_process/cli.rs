@@ -1,6 +1,6 @@
 //! The `upload_session_exporter` binary as a user runs it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

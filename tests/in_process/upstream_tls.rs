@@ -2,7 +2,7 @@
 //! and the lab-only `tls_insecure_skip_verify`. The simulator speaks plain
 //! HTTP, so a small TLS-terminating proxy stands in front of it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
