@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{base_target, samples, vault_spec};
+use common::{base_target, config, samples, start_exporter, vault_spec};
 use serde_json::{json, Value};
 use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
-use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::app::Exporter;
+use upload_session_exporter::config::TargetConfig;
 use upload_session_exporter::kinds::deepset::DeepsetConfig;
 use upload_session_exporter::kinds::vault::VaultConfig;
 use upload_session_exporter::secret::Secret;
@@ -905,14 +905,6 @@ fn tune(mut t: TargetConfig) -> TargetConfig {
     t
 }
 
-fn config(targets: Vec<TargetConfig>) -> Config {
-    Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets,
-    }
-}
-
 /// One simulator and one exporter, scraped with checks.
 struct Run {
     label: String,
@@ -955,14 +947,7 @@ impl Run {
     }
 
     async fn start_with(label: &str, api: Api, sim: Simulator, targets: Vec<TargetConfig>) -> Run {
-        let exporter = Exporter::start(
-            config(targets),
-            None,
-            ServeOptions::loopback(),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("exporter starts");
+        let exporter = start_exporter(config(targets)).await;
         let mut always = healthy_figures();
         always.extend(faulty_figures(api));
         Run {

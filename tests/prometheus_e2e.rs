@@ -17,12 +17,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{vault_spec, vault_target};
+use common::{start_exporter, vault_spec, vault_target};
 use deploy_support::*;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
-use upload_session_exporter::app::{Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings};
 use upload_session_exporter::kinds::deepset::DeepsetConfig;
 use upload_session_exporter::secret::Secret;
@@ -316,14 +314,7 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
         exporter: ExporterSettings::default(),
         targets: vec![target, deepset_target(&sim)],
     };
-    let exporter = Exporter::start(
-        config,
-        None,
-        ServeOptions::loopback(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("exporter starts");
+    let exporter = start_exporter(config).await;
 
     // Declared before the guard, so Prometheus is killed before its
     // storage directory is removed.

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
@@ -16,21 +13,6 @@ use upload_session_sim::{DeepsetSpec, DeepsetUser, FaultKind, FaultRule, UserSpe
 
 const PASSWORD: &str = "Vault-Pw-4f9a2c71";
 const API_KEY: &str = "ds-key-8b1e77d0";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {

@@ -1,20 +1,17 @@
 //! Slow, idle or too many clients cannot keep Prometheus from its scrape.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings};
 use upload_session_exporter::server::Limits;
 
 async fn exporter(limits: Limits) -> Exporter {
-    let config = Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets: vec![],
-    };
+    let config = common::config(vec![]);
     let opts = ServeOptions {
         limits,
         ..ServeOptions::loopback()
@@ -27,31 +24,8 @@ async fn exporter(limits: Limits) -> Exporter {
 /// Reads one HTTP/1.1 response with a `Content-Length` body; returns the
 /// status line.
 async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(n > 0, "connection closed before the response was complete");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = &text[..end];
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("content-length");
-            if buf.len() >= end + 4 + len {
-                return head.lines().next().unwrap_or_default().to_string();
-            }
-        }
-    }
+    let head = common::read_response_head(s).await;
+    head.lines().next().unwrap_or_default().to_string()
 }
 
 /// Reads until the peer closes (or 5 s pass); returns what came.

@@ -13,8 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio_util::sync::CancellationToken;
-use upload_session_exporter::app::{Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings};
 use upload_session_sim::SessionSeed;
 
@@ -310,14 +308,7 @@ async fn hostile_file_names_stay_text_in_a_real_browser() {
         exporter: ExporterSettings::default(),
         targets: vec![vault_target(&sim, "t", "main")],
     };
-    let exporter = Exporter::start(
-        cfg,
-        None,
-        ServeOptions::loopback(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let exporter = start_exporter(cfg).await;
     let ready = format!("http://{}/-/ready", exporter.addr());
     assert!(
         eventually(Duration::from_secs(10), || async {

@@ -8,14 +8,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use tokio_util::sync::CancellationToken;
-use upload_session_exporter::app::{Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings};
 use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::secret::Secret;
@@ -26,22 +21,6 @@ use upload_session_sim::{
 /// Characters that a form, JSON and HTML each encode differently.
 const PASSWORD: &str = "Vault Pw&4f9+a/c\"71";
 const API_KEY: &str = "ds-key-8b1e77d0";
-const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Vaults `login500`, `login200` (reflection at /auth: the password) and
 /// `list502`, `list200` (reflection at List Upload Sessions: the session
@@ -139,14 +118,7 @@ async fn reflected_secrets_never_reach_the_logs_or_the_metrics() {
         exporter: ExporterSettings::default(),
         targets: targets(&sim),
     };
-    let exporter = Exporter::start(
-        config,
-        None,
-        ServeOptions::loopback(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let exporter = start_exporter(config).await;
     let url = format!("http://{}/metrics", exporter.addr());
     // Every target has failed at least once.
     let failed_all = eventually(Duration::from_secs(20), || async {
@@ -223,17 +195,7 @@ async fn reflected_secrets_never_reach_the_logs_or_the_metrics() {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_bin(args, &[], env)
 }
 
 #[tokio::test]

@@ -34,11 +34,7 @@ async fn start(web: Option<&Path>, limits: Limits, config: Config) -> Exporter {
 }
 
 fn no_targets() -> Config {
-    Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets: vec![],
-    }
+    common::config(vec![])
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -72,33 +68,9 @@ fn write_web(dir: &Path, users: &[(String, String)], cost: u32, generation: u32)
 }
 
 /// Reads one HTTP/1.1 response with a `Content-Length` body; returns its
-/// head.
+/// head, lower-cased.
 async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(n > 0, "connection closed before the response was complete");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = &text[..end];
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("content-length");
-            if buf.len() >= end + 4 + len {
-                return head.to_ascii_lowercase();
-            }
-        }
-    }
+    common::read_response_head(s).await.to_ascii_lowercase()
 }
 
 /// True if the peer closes within `within` (reading whatever comes).
@@ -476,34 +448,10 @@ async fn ready_names_pending_targets_only_to_authenticated_clients() {
     hole_task.abort();
 }
 
-struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-    }
-}
-
 #[tokio::test]
 async fn a_silent_client_on_the_tls_port_gets_one_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pki();
+    let p = common::pki(&["localhost"]);
     std::fs::write(dir.path().join("server.crt"), &p.server_cert).unwrap();
     std::fs::write(dir.path().join("server.key"), &p.server_key).unwrap();
     std::fs::write(

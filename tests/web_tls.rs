@@ -1,46 +1,19 @@
 //! `--web.config.file`: TLS, mutual TLS and basic auth over real TLS
 //! connections, certificate rotation, and refusal of bad files.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
 use upload_session_exporter::config::{Config, ExporterSettings};
 use upload_session_exporter::web::WebConfigWatcher;
 
-struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
-    client_pem: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["prometheus".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &ca)
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-        client_pem: format!("{}{}", client.pem(), client_key.serialize_pem()),
-    }
-}
+use common::{pki, Pki};
 
 fn write(dir: &Path, name: &str, body: &str) {
     std::fs::write(dir.join(name), body).unwrap();
@@ -83,7 +56,7 @@ const PASSWORD: &str = "scrape-pw-7f1e";
 #[tokio::test]
 async fn tls_and_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pki();
+    let p = pki(&["localhost", "127.0.0.1"]);
     install(dir.path(), &p);
     let hash = bcrypt::hash(PASSWORD, 4).unwrap();
     write(
@@ -161,7 +134,7 @@ async fn tls_and_basic_auth() {
     assert!(!answer.contains("upload_session"));
 
     // A client that does not trust our CA fails the handshake.
-    let stranger = client(&pki().ca_pem, None);
+    let stranger = client(&pki(&["localhost", "127.0.0.1"]).ca_pem, None);
     assert!(stranger
         .get(format!("{base}/-/healthy"))
         .send()
@@ -173,7 +146,7 @@ async fn tls_and_basic_auth() {
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pki();
+    let p = pki(&["localhost", "127.0.0.1"]);
     install(dir.path(), &p);
     write(
         dir.path(),
@@ -186,7 +159,7 @@ async fn mutual_tls_requires_a_client_certificate() {
         client(&p.ca_pem, None).get(&url).send().await.is_err(),
         "no client certificate"
     );
-    let other = pki();
+    let other = pki(&["localhost", "127.0.0.1"]);
     assert!(
         client(&p.ca_pem, Some(&other.client_pem))
             .get(&url)
@@ -207,7 +180,7 @@ async fn mutual_tls_requires_a_client_certificate() {
 #[tokio::test]
 async fn certificates_rotate_and_a_broken_change_keeps_the_old() {
     let dir = tempfile::tempdir().unwrap();
-    let first = pki();
+    let first = pki(&["localhost", "127.0.0.1"]);
     install(dir.path(), &first);
     write(
         dir.path(),
@@ -226,7 +199,7 @@ async fn certificates_rotate_and_a_broken_change_keeps_the_old() {
         200
     );
 
-    let second = pki();
+    let second = pki(&["localhost", "127.0.0.1"]);
     // Make sure the modification time moves on coarse file systems.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     install(dir.path(), &second);
@@ -258,7 +231,7 @@ async fn certificates_rotate_and_a_broken_change_keeps_the_old() {
 #[test]
 fn bad_web_configs_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pki();
+    let p = pki(&["localhost", "127.0.0.1"]);
     install(dir.path(), &p);
     let cases = [
         ("tls_server_config:\n  cert_file: server.crt\n", "needs both cert_file and key_file"),

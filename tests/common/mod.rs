@@ -1,12 +1,19 @@
 //! Helpers shared by the integration tests: a simulator on a loopback port,
-//! target configurations pointing at it, and a small exposition reader.
+//! target configurations pointing at it, the exporter started in-process or
+//! run as a binary, a small exposition reader, a raw HTTP/1.1 response
+//! reader, a log capture and a throw-away PKI.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::macros::datetime;
-use upload_session_exporter::config::TargetConfig;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use upload_session_exporter::app::{Exporter, ServeOptions};
+use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
 use upload_session_exporter::kinds::deepset::{DeepsetConfig, Pagination};
 use upload_session_exporter::kinds::vault::VaultConfig;
 use upload_session_exporter::secret::Secret;
@@ -265,4 +272,136 @@ pub fn seed_000_sessions() -> Vec<SessionSeed> {
             10485760,
         ),
     ]
+}
+
+/// The exporter binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
+
+/// Runs the exporter binary with `args`, `unset` removed from its
+/// environment and then `env` added; returns (exit code, stdout, stderr).
+pub fn run_bin(args: &[&str], unset: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args);
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A configuration with default exporter settings and `targets`.
+pub fn config(targets: Vec<TargetConfig>) -> Config {
+    Config {
+        source: None,
+        exporter: ExporterSettings::default(),
+        targets,
+    }
+}
+
+/// Starts the exporter in-process on a loopback port with `config` and the
+/// default serve options.
+pub async fn start_exporter(config: Config) -> Exporter {
+    Exporter::start(
+        config,
+        None,
+        ServeOptions::loopback(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("exporter starts")
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body from a raw
+/// connection; returns its head (status line and headers, as sent).
+pub async fn read_response_head(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed before the response was complete");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("content-length");
+            if buf.len() >= end + 4 + len {
+                return head.to_string();
+            }
+        }
+    }
+}
+
+/// A log writer that keeps everything written to it, for
+/// `tracing_subscriber::fmt().with_writer(move || captured.clone())`.
+/// Installing the subscriber is process-wide: a test binary that does it
+/// holds nothing else (see docs/testing.md).
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A throw-away CA, a server certificate it signed and a client one (PEM).
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert: String,
+    pub server_key: String,
+    /// Certificate and key.
+    pub client_pem: String,
+}
+
+/// A new CA with a server certificate for `server_names` and a client
+/// certificate for `prometheus`.
+pub fn pki(server_names: &[&str]) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let names = server_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>();
+    let server = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["prometheus".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_pem: format!("{}{}", client.pem(), client_key.serialize_pem()),
+    }
 }

@@ -1,14 +1,13 @@
 //! The exporter against the deepset simulator, over real HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::*;
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
-use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::app::{poll_all_once, Exporter};
+use upload_session_exporter::config::TargetConfig;
 use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::kinds::deepset::SESSION_FETCHES_AT_ONCE;
 use upload_session_exporter::poller::{backoff, poll_once, Source, TargetState};
@@ -19,14 +18,6 @@ use upload_session_sim::{
 };
 
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
-
-fn config(targets: Vec<TargetConfig>) -> Config {
-    Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets,
-    }
-}
 
 fn workspace() -> DeepsetSpec {
     let mut ws = DeepsetSpec::new("default");
@@ -429,14 +420,7 @@ async fn a_failing_deepset_target_leaves_the_vault_alone() {
     for t in &mut targets {
         t.poll_interval = Duration::from_secs(1);
     }
-    let exporter = Exporter::start(
-        config(targets),
-        None,
-        ServeOptions::loopback(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let exporter = start_exporter(config(targets)).await;
     let url = format!("http://{}/metrics", exporter.addr());
     let mut text = String::new();
     for _ in 0..100 {
@@ -589,14 +573,7 @@ async fn a_long_deepset_poll_does_not_hold_up_the_vaults() {
         cfg.exporter.max_concurrent_requests = 2;
         cfg
     };
-    let exporter = Exporter::start(
-        with_limit(deepset_targets),
-        None,
-        ServeOptions::loopback(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let exporter = start_exporter(with_limit(deepset_targets)).await;
     // The deepset polls are busy with their per-session calls...
     assert!(
         eventually(Duration::from_secs(10), || async {

@@ -3,7 +3,7 @@
 //! capped, distinct labels in an exposition that promtool accepts (with
 //! `label_value_length_limit` set, one long value fails the whole scrape).
 
-mod common;
+use crate::common;
 
 use common::*;
 use upload_session_exporter::kinds::deepset::Pagination;

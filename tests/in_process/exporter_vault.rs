@@ -1,25 +1,17 @@
 //! The exporter against the Vault simulator, over real HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::*;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{poll_all_once, Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
+use upload_session_exporter::config::TargetConfig;
 use upload_session_exporter::kinds::vault::{VaultClient, VaultConfig};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 use upload_session_sim::{Endpoint, FaultKind, FaultRule, SessionSeed, UserSpec};
-
-fn config(targets: Vec<TargetConfig>) -> Config {
-    Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets,
-    }
-}
 
 #[tokio::test]
 async fn seed_sessions_give_exact_owner_figures() {
@@ -707,14 +699,7 @@ async fn concurrent_requests_are_bounded() {
         cfg.exporter.max_concurrent_requests = n;
         cfg
     };
-    let exporter = Exporter::start(
-        with_limit(3),
-        None,
-        ServeOptions::loopback(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let exporter = start_exporter(with_limit(3)).await;
     let window = Duration::from_millis(1500);
     tokio::time::sleep(window).await;
     assert_eq!(sim.max_in_flight(), 3, "the limit is reached, never passed");

@@ -1,7 +1,7 @@
 //! What the binaries print, as a user or a log pipeline reads it: JSON log
 //! lines, the simulator's own name and streams, `--shard` in one-shot runs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
 
 /// Any JSON value; refuses an object that repeats a key (serde_json keeps
 /// the last, as jq, Python, Loki and Vector do, and says nothing).

@@ -1,7 +1,7 @@
 //! `/sessions` and `/api/v1/sessions` of an exporter polling the simulator
 //! over real HTTP: exact figures, filters, protection, escaping.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,6 @@ use common::*;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::{Exporter, ServeOptions};
-use upload_session_exporter::config::{Config, ExporterSettings, TargetConfig};
 use upload_session_exporter::kinds::deepset::Pagination;
 use upload_session_exporter::web::WebConfigWatcher;
 use upload_session_sim::deepset::DEMO_USER_ID;
@@ -21,14 +20,6 @@ use upload_session_sim::{
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
 const HOSTILE_FILE: &str = "/u10001400/<img src=x onerror=alert(1)>.bin";
 const UNICODE_FILE: &str = "/u10001400/Zoë-Ångström/日本語の資料-📄.pdf";
-
-fn config(targets: Vec<TargetConfig>) -> Config {
-    Config {
-        source: None,
-        exporter: ExporterSettings::default(),
-        targets,
-    }
-}
 
 /// The Vault seed sessions of seed 000 (owner 10001400, all expired in 2020) and owner 42's live 40 GB upload.
 fn vault_seeds(now: time::OffsetDateTime) -> (Vec<SessionSeed>, time::OffsetDateTime) {
@@ -42,9 +33,9 @@ fn vault_seeds(now: time::OffsetDateTime) -> (Vec<SessionSeed>, time::OffsetDate
     )
 }
 
-/// The deepset sessions of tests/exporter_deepset.rs: Ada's open session
-/// with 3 pending files and closed one with 5 (4 ingested, 1 failed); Dana's
-/// expired and open ones.
+/// The deepset sessions of tests/in_process/exporter_deepset.rs: Ada's open
+/// session with 3 pending files and closed one with 5 (4 ingested, 1
+/// failed); Dana's expired and open ones.
 fn deepset_seeds(sim: &Simulator) {
     let ws = sim.deepset("default").unwrap();
     let now = ws.now();
@@ -155,7 +146,7 @@ async fn api_gives_the_exact_figures_of_the_simulated_sessions() {
     assert!(targets[1]["last_error"].is_null());
 
     // The same sums as upload_session_uploaded_bytes / size_bytes /
-    // uploaded_parts in tests/exporter_vault.rs.
+    // uploaded_parts in tests/in_process/exporter_vault.rs.
     assert_eq!(sum(&all, "10001400", "uploaded_bytes"), 11759027);
     assert_eq!(sum(&all, "10001400", "size_bytes"), 35574406);
     assert_eq!(sum(&all, "10001400", "uploaded_parts"), 3);
@@ -195,7 +186,7 @@ async fn api_gives_the_exact_figures_of_the_simulated_sessions() {
     let left = big["expires_in_seconds"].as_f64().unwrap();
     assert!((71.0 * 3600.0..=72.0 * 3600.0).contains(&left), "{left}");
 
-    // deepset, as upload_session_ingested_files in tests/exporter_deepset.rs.
+    // deepset, as upload_session_ingested_files in tests/in_process/exporter_deepset.rs.
     let ada: Vec<&Value> = all["sessions"]
         .as_array()
         .unwrap()

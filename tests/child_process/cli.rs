@@ -1,6 +1,6 @@
 //! The `upload_session_exporter` binary as a user runs it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -8,20 +8,8 @@ use common::*;
 use upload_session_exporter::config::{self, ConfigError, Environment};
 use upload_session_sim::SessionSeed;
 
-const BIN: &str = env!("CARGO_BIN_EXE_upload_session_exporter");
-
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("VAULT_PW");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_bin(args, &["VAULT_PW"], env)
 }
 
 fn write_config(dir: &tempfile::TempDir, body: &str) -> String {

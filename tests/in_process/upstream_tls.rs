@@ -2,12 +2,11 @@
 //! and the lab-only `tls_insecure_skip_verify`. The simulator speaks plain
 //! HTTP, so a small TLS-terminating proxy stands in front of it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use upload_session_exporter::config::{self, Environment};
@@ -17,15 +16,7 @@ use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
 /// Listens with TLS on a loopback port and forwards every connection to
 /// `upstream`. Returns the port and the CA certificate (PEM).
 async fn tls_proxy(upstream: std::net::SocketAddr) -> (u16, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let p = pki(&["localhost"]);
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -33,8 +24,8 @@ async fn tls_proxy(upstream: std::net::SocketAddr) -> (u16, String) {
     .unwrap()
     .with_no_client_auth()
     .with_single_cert(
-        vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()],
-        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        vec![CertificateDer::from_pem_slice(p.server_cert.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(p.server_key.as_bytes()).unwrap(),
     )
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -54,7 +45,7 @@ async fn tls_proxy(upstream: std::net::SocketAddr) -> (u16, String) {
             });
         }
     });
-    (port, ca.pem())
+    (port, p.ca_pem)
 }
 
 struct Env;
