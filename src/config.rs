@@ -387,6 +387,7 @@ fn validate(
         });
     }
     let mut names = BTreeSet::new();
+    let mut published = BTreeSet::new();
     let mut targets = Vec::new();
     for (i, t) in raw_targets.iter().enumerate() {
         let key = format!("targets[{i}]");
@@ -405,7 +406,17 @@ fn validate(
             base_dir,
             env,
         };
-        if let Some(target) = validate_target(input, &mut names, &mut problems) {
+        for target in validate_target(input, &mut names, &mut problems) {
+            // A published name (`<name>:<bucket>`) may meet a configured one.
+            if !published.insert(target.name.clone()) {
+                problems.push(Problem {
+                    key: format!("{key}.name"),
+                    message: format!(
+                        "target {:?} is published twice; rename one of the targets",
+                        target.name
+                    ),
+                });
+            }
             targets.push(target);
         }
     }
@@ -464,12 +475,13 @@ struct TargetInput<'a> {
 }
 
 /// Checks the common keys of a target here and hands the table to its
-/// kind; `None` when anything was wrong (every problem is reported).
+/// kind; the targets it publishes (see [`kinds::Kind::expand`]), none when
+/// anything was wrong (every problem is reported).
 fn validate_target(
     t: TargetInput<'_>,
     names: &mut BTreeSet<String>,
     problems: &mut Vec<Problem>,
-) -> Option<TargetConfig> {
+) -> Vec<TargetConfig> {
     let before = problems.len();
     let key = t.key;
     let problem = |problems: &mut Vec<Problem>, k: &str, message: String| {
@@ -565,8 +577,11 @@ fn validate_target(
         }
     };
     let url = match ident.url.as_deref() {
+        None if kind.is_some_and(|k| k.url_optional()) => None,
         None => {
-            let example = kind.unwrap_or(kinds::KINDS[0]).example_url();
+            let example = kind
+                .or_else(|| kinds::KINDS.first().copied())
+                .map_or("https://upstream.example.com", |k| k.example_url());
             problem(
                 problems,
                 "url",
@@ -593,8 +608,9 @@ fn validate_target(
     let max_response_bytes = settings
         .max_response_bytes
         .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+    let mut default_url = None;
     let kind_config = kind.and_then(|kind| {
-        kind.parse(&mut KindInput {
+        let mut input = KindInput {
             table: t.table,
             defaults: t.defaults_table,
             key,
@@ -603,14 +619,21 @@ fn validate_target(
             base_dir: t.base_dir,
             env: t.env,
             problems,
-        })
+            default_url: None,
+        };
+        let parsed = kind.parse(&mut input);
+        default_url = input.default_url;
+        parsed
     });
     if problems.len() > before {
-        return None;
+        return Vec::new();
     }
-    let url = url?;
+    let (Some(kind), Some(kind_config), Some(url)) = (kind, kind_config, url.or(default_url))
+    else {
+        return Vec::new();
+    };
     warn_plain_http_once(&name, &url);
-    Some(TargetConfig {
+    kind.expand(TargetConfig {
         name,
         url,
         poll_interval,
@@ -621,7 +644,7 @@ fn validate_target(
         ca_pem: settings.ca_pem,
         tls_insecure_skip_verify: settings.tls_insecure_skip_verify.unwrap_or(false),
         max_response_bytes,
-        kind: kind_config?,
+        kind: kind_config,
     })
 }
 
@@ -978,7 +1001,7 @@ password_env = "VAULT_PW"
         assert!(every.contains(&"expired_window") && every.contains(&"password_env"));
         assert_eq!(closest("pasword_env", &every), Some("password_env"));
         assert_eq!(closest("colour", &every), None);
-        assert_eq!(kind_list(""), "\"vault\" or \"deepset\"");
+        assert_eq!(kind_list(""), "\"vault\", \"deepset\" or \"s3\"");
         // A kind's key is never a common one; its default keys are its keys.
         for k in kinds::KINDS {
             for key in k.keys() {

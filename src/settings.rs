@@ -158,6 +158,8 @@ pub struct KindInput<'a> {
     pub(crate) base_dir: Option<&'a Path>,
     pub(crate) env: &'a dyn Environment,
     pub(crate) problems: &'a mut Vec<Problem>,
+    /// The `url` the kind chose for a target that has none.
+    pub(crate) default_url: Option<Url>,
 }
 
 impl<'a> KindInput<'a> {
@@ -217,9 +219,15 @@ impl<'a> KindInput<'a> {
         }
     }
 
-    /// The target's `url`, if it is valid.
+    /// The target's `url`, if it is set and valid.
     pub fn url(&self) -> Option<&Url> {
         self.url
+    }
+
+    /// The `url` of a target that leaves it out (kinds whose
+    /// `url_optional` is true).
+    pub fn default_url(&mut self, url: Url) {
+        self.default_url = Some(url);
     }
 
     /// A non-empty string value, or a "missing" problem naming `what` to

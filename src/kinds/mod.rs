@@ -10,19 +10,22 @@
 //! [`KINDS`] (see docs/architecture.md).
 
 pub mod deepset;
+pub mod s3;
 pub mod vault;
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::metrics::text::Value;
+use crate::metrics::Family;
 use crate::model::{Measure, Session, UnixMillis};
 use crate::settings::{KindConfig, KindInput, TargetConfig};
 use crate::upstream::{BurstInfo, FetchError, RequestLimiter};
 
 /// The registry: every kind the exporter knows, in the order the
 /// documentation and error messages list them.
-pub static KINDS: &[&dyn Kind] = &[&vault::Vault, &deepset::Deepset];
+pub static KINDS: &[&dyn Kind] = &[&vault::Vault, &deepset::Deepset, &s3::S3];
 
 /// The kind called `name` (the `kind` key and label).
 pub fn find(name: &str) -> Option<&'static dyn Kind> {
@@ -57,6 +60,11 @@ pub trait Kind: Sync {
     fn measure(&self) -> Measure;
     /// An example of the target `url`, for the "url missing" message.
     fn example_url(&self) -> &'static str;
+    /// True if a target may leave `url` out (the kind then sets it with
+    /// [`KindInput::default_url`], e.g. from a region).
+    fn url_optional(&self) -> bool {
+        false
+    }
     /// The keys a target of this kind may hold besides the common ones.
     fn keys(&self) -> &'static [&'static str];
     /// Those of [`keys`](Kind::keys) that may also stand in `[defaults]`.
@@ -66,6 +74,11 @@ pub trait Kind: Sync {
     /// Checks and converts this kind's keys of one target, reporting every
     /// problem through `input`; `None` when there was one.
     fn parse(&self, input: &mut KindInput<'_>) -> Option<Box<dyn KindConfig>>;
+    /// The targets published for one configured target: itself, or one per
+    /// part of it (S3: one per bucket, named `<name>:<bucket>`).
+    fn expand(&self, target: TargetConfig) -> Vec<TargetConfig> {
+        vec![target]
+    }
     /// The client that polls `target` (whose settings this kind parsed);
     /// its requests take their permits from `limiter`.
     fn source(
@@ -97,6 +110,11 @@ pub trait Source: Send {
     /// the next try (upstreams lock accounts after repeated bad passwords).
     fn refused_login(&self, _error: &FetchError) -> bool {
         false
+    }
+    /// Per-target gauges of the kind's own (labelled `target` only), as of
+    /// the last poll, e.g. S3's `upload_session_abort_after_seconds`.
+    fn gauges(&self) -> Vec<(Family, Value)> {
+        Vec::new()
     }
     /// Ends the upstream session, if the kind has one.
     fn close(&mut self) -> BoxFuture<'_, ()> {

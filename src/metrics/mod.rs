@@ -94,6 +94,8 @@ families! {
         "How long the upstream last said it delays responses, in seconds (Vault: X-VaultAPI-ResponseDelay; 0 when absent): it does so once its burst limit is spent.";
     BurstRemaining => "upload_session_api_burst_limit_remaining", Gauge,
         "Calls left in the upstream's current budget window as it last said (Vault: X-VaultAPI-BurstLimitRemaining, 5-minute window shared with every integration of that Vault).";
+    AbortAfter => "upload_session_abort_after_seconds", Gauge,
+        "Age at which the target's lifecycle rule aborts an incomplete upload under its prefix, in seconds (S3: the enabled AbortIncompleteMultipartUpload rule's DaysAfterInitiation x 86400, then rounded up to midnight UTC; absent when no rule covers the prefix).";
     BurstLimit => "upload_session_api_burst_limit", Gauge,
         "Calls allowed per budget window as the upstream last said (Vault: X-VaultAPI-BurstLimit, per 5 minutes).";
 }

@@ -54,6 +54,7 @@ impl Source {
         if let Some(b) = self.0.budget() {
             state.set_burst(b);
         }
+        state.set_gauges(self.0.gauges());
     }
 
     /// The wait before the next poll: `wait`, or longer when the kind must

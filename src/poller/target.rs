@@ -109,6 +109,8 @@ pub struct TargetState {
     api_requests: BTreeMap<&'static str, u64>,
     ended: BTreeMap<(String, Outcome), u64>,
     burst: Option<BurstInfo>,
+    /// The kind's own per-target gauges.
+    gauges: Vec<(Family, Value)>,
     history: History,
     /// Calls of the last poll (for the kind's pacing).
     last_poll_calls: u64,
@@ -159,6 +161,7 @@ impl TargetState {
             api_requests: BTreeMap::new(),
             ended: BTreeMap::new(),
             burst: None,
+            gauges: Vec::new(),
             history: History::default(),
             last_poll_calls: 0,
             scheduled_delay: None,
@@ -242,6 +245,11 @@ impl TargetState {
         for (endpoint, n) in calls {
             *self.api_requests.entry(endpoint).or_default() += n;
         }
+    }
+
+    /// Records the kind's own per-target gauges of the last poll.
+    pub fn set_gauges(&mut self, gauges: Vec<(Family, Value)>) {
+        self.gauges = gauges;
     }
 
     /// Records the latest limit headers.
@@ -519,6 +527,9 @@ impl TargetState {
                 &[("target", t)],
                 Value::F(i.as_secs_f64()),
             );
+        }
+        for (family, v) in &self.gauges {
+            f.sample(*family, &[("target", t)], *v);
         }
         if let Some(b) = self.burst {
             f.sample(

@@ -16,4 +16,5 @@ mod cli_output;
 mod deploy_files;
 mod packaging;
 mod readme;
+mod s3_moto;
 mod url_credentials;

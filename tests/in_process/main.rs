@@ -12,6 +12,7 @@
 mod common;
 
 mod exporter_deepset;
+mod exporter_s3;
 mod exporter_vault;
 mod label_caps;
 mod sessions_page;

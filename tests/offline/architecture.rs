@@ -129,6 +129,8 @@ fn no_cycle_between_top_level_modules() {
         cycles.join("\n"),
         edges.join("\n")
     );
+    // Shown with --nocapture: the layering as it is.
+    println!("{}", edges.join("\n"));
 }
 
 #[test]

@@ -437,3 +437,101 @@ fn documented_examples_decode() {
         }
     }
 }
+
+/// XML of the S3 kind: pieces of the documents it reads, shuffled and cut,
+/// so generated inputs reach its element names.
+fn arb_s3_xml() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "<ListMultipartUploadsResult>",
+        "</ListMultipartUploadsResult>",
+        "<Upload>",
+        "</Upload>",
+        "<Key>k</Key>",
+        "<UploadId>u</UploadId>",
+        "<Initiator><ID>arn</ID><DisplayName>n</DisplayName></Initiator>",
+        "<Initiated>2026-12-01T10:30:00.000Z</Initiated>",
+        "<IsTruncated>true</IsTruncated>",
+        "<NextKeyMarker>&amp;x</NextKeyMarker>",
+        "<ListPartsResult>",
+        "</ListPartsResult>",
+        "<Part><PartNumber>1</PartNumber><Size>-5</Size></Part>",
+        "<Part><Size>99999999999999999999999</Size></Part>",
+        "<LifecycleConfiguration><Rule><Status>Enabled</Status>",
+        "<AbortIncompleteMultipartUpload><DaysAfterInitiation>4294967296</DaysAfterInitiation></AbortIncompleteMultipartUpload>",
+        "</Rule></LifecycleConfiguration>",
+        "<Filter><And><Prefix>p</Prefix></And></Filter>",
+        "<!DOCTYPE x [<!ENTITY e \"boom\">]>",
+        "&e;",
+        "<![CDATA[<Key>]]>",
+        "<?xml version=\"1.0\"?>",
+        "\u{0}",
+        "é",
+    ]);
+    prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever an S3-compatible store answers, the S3 kind's decoding, its
+    /// lifecycle rules and its model never panic, and a decoded listing
+    /// never holds more uploads than `<Upload>` elements were sent.
+    #[test]
+    fn s3_xml_never_panics(xml in arb_s3_xml(), bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        use upload_session_exporter::kinds::s3::{self, lifecycle, wire as sw};
+        for body in [xml.as_bytes(), &bytes[..]] {
+            if let Ok(p) = sw::decode::<sw::UploadsPage>(body) {
+                let sent = String::from_utf8_lossy(body).matches("<Upload").count();
+                prop_assert!(p.uploads.len() <= sent, "{} > {sent}", p.uploads.len());
+                for u in &p.uploads {
+                    let _ = s3::to_model(u, None, Some(&[]));
+                }
+            }
+            if let Ok(p) = sw::decode::<sw::PartsPage>(body) {
+                let f = s3::figures(&p.parts);
+                prop_assert_eq!(f.parts, p.parts.len() as u64);
+            }
+            if let Ok(l) = sw::decode::<sw::Lifecycle>(body) {
+                for r in lifecycle::abort_rules(&l) {
+                    let _ = lifecycle::abort_at(i64::MAX, r.days);
+                    let _ = lifecycle::abort_at(i64::MIN, r.days);
+                }
+            }
+            let _ = sw::decode::<sw::ErrorBody>(body);
+        }
+    }
+
+    /// A well-formed listing decodes to exactly its values.
+    #[test]
+    fn s3_uploads_round_trip(
+        keys in prop::collection::vec("[a-zA-Z0-9/._-]{1,30}", 0..20),
+        sizes in prop::collection::vec(0u64..(1 << 40), 0..20),
+    ) {
+        use upload_session_exporter::kinds::s3::{self, wire as sw};
+        let mut xml = String::from("<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>");
+        for (i, k) in keys.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Upload><Key>{k}</Key><UploadId>id{i}</UploadId><Initiator><ID>o{i}</ID></Initiator>\
+                 <Initiated>2026-12-01T10:30:00.000Z</Initiated></Upload>"
+            ));
+        }
+        xml.push_str("</ListMultipartUploadsResult>");
+        let p: sw::UploadsPage = sw::decode(xml.as_bytes()).unwrap();
+        prop_assert_eq!(p.uploads.len(), keys.len());
+        for (i, (u, k)) in p.uploads.iter().zip(&keys).enumerate() {
+            let s = s3::to_model(u, None, None).unwrap();
+            prop_assert_eq!(s.path.as_deref(), Some(k.as_str()));
+            prop_assert_eq!(s.id, format!("id{i}"));
+            prop_assert_eq!(s.owner_id, format!("o{i}"));
+        }
+        let mut parts = String::from("<ListPartsResult>");
+        for (i, n) in sizes.iter().enumerate() {
+            parts.push_str(&format!("<Part><PartNumber>{}</PartNumber><Size>{n}</Size></Part>", i + 1));
+        }
+        parts.push_str("</ListPartsResult>");
+        let p: sw::PartsPage = sw::decode(parts.as_bytes()).unwrap();
+        let f = s3::figures(&p.parts);
+        prop_assert_eq!(f.bytes, sizes.iter().sum::<u64>());
+        prop_assert_eq!(f.parts, sizes.len() as u64);
+    }
+}
