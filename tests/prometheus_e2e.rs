@@ -31,6 +31,9 @@ use yaml_rust2::{Yaml, YamlEmitter};
 
 const TARGET: &str = "vault-e2e";
 const DEEPSET_TARGET: &str = "deepset-e2e";
+/// The S3 bucket target as published: `<name>:<bucket>`.
+const S3_TARGET: &str = "s3-e2e:e2e-bucket";
+const S3_OWNER: &str = "arn:aws:iam::111122223333:user/e2e";
 /// A deepset user whose closed session has a file that failed ingestion.
 const DEEPSET_OWNER: &str = "0b5e8f1c-3d2a-4c6b-9e7f-112233445566";
 /// Fully uploaded, never committed: static, so its bytes can be compared.
@@ -275,6 +278,21 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
         "Okafor",
         "amara-api-key",
     ));
+    // An S3 bucket with one incomplete upload and a 1-day abort rule.
+    let mut s3 = upload_session_sim::S3Spec::new();
+    let mut bucket = upload_session_sim::S3BucketSpec::new("e2e-bucket");
+    bucket.lifecycle = Some(vec![upload_session_sim::LifecycleRule::abort_after(
+        "abort", "", 1,
+    )]);
+    let mut upload = upload_session_sim::S3UploadSeed::new(
+        "incoming/e2e.bin",
+        upload_session_sim::S3Identity::new(S3_OWNER, "e2e"),
+        OffsetDateTime::now_utc() - time::Duration::minutes(10),
+    );
+    upload.parts = vec![(1, 5 * MIB), (2, 3 * MIB)];
+    bucket.uploads.push(upload);
+    s3.buckets.push(bucket);
+    sim_config.s3 = Some(s3);
     let sim = Simulator::start(([127, 0, 0, 1], 0).into(), sim_config)
         .await
         .expect("simulator starts");
@@ -312,7 +330,7 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     let config = Config {
         source: None,
         exporter: ExporterSettings::default(),
-        targets: vec![target, deepset_target(&sim)],
+        targets: vec![target, deepset_target(&sim), s3_target(&sim)],
     };
     let exporter = start_exporter(config).await;
 
@@ -328,6 +346,10 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     let metrics_url = format!("http://{}/metrics", exporter.addr());
     let result = run(&api, &vault, &committing).await;
     let result = match result {
+        Ok(()) => s3_as_prometheus_sees_it(&api).await,
+        e => e,
+    };
+    let result = match result {
         Ok(()) => scraped_as_openmetrics(&api, &metrics_url).await,
         e => e,
     };
@@ -339,6 +361,55 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     drop(prom);
     exporter.stop().await;
     sim.shutdown().await;
+}
+
+/// The S3 bucket target of `sim`, polled every second, signed with the
+/// simulator's demo key (read through the configuration, as a user would).
+fn s3_target(sim: &Simulator) -> upload_session_exporter::config::TargetConfig {
+    struct Env;
+    impl upload_session_exporter::config::Environment for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            match name {
+                "K" => Some(upload_session_sim::S3_DEMO_ACCESS_KEY_ID.to_string()),
+                "S" => Some(upload_session_sim::S3_DEMO_SECRET_ACCESS_KEY.to_string()),
+                _ => None,
+            }
+        }
+    }
+    let url = sim.s3_url().expect("an S3 listener");
+    let toml = format!(
+        "[[targets]]\nname = \"s3-e2e\"\nkind = \"s3\"\nurl = \"{url}\"\n\
+         buckets = [\"e2e-bucket\"]\naccess_key_id_env = \"K\"\nsecret_access_key_env = \"S\"\n\
+         poll_interval = \"1s\"\n"
+    );
+    let mut c = upload_session_exporter::config::parse_str(&toml, "e2e.toml", &Env).expect("valid");
+    c.targets.remove(0)
+}
+
+/// The S3 bucket as Prometheus stores it: exact figures of the seeded
+/// upload and the rule gauge.
+async fn s3_as_prometheus_sees_it(api: &Api) -> Result<(), String> {
+    let o = |m: &str| format!("{m}{{target=\"{S3_TARGET}\",owner_id=\"{S3_OWNER}\"}}");
+    for (q, want) in [
+        (
+            format!("upload_session_target_up{{target=\"{S3_TARGET}\",kind=\"s3\"}}"),
+            "1".to_string(),
+        ),
+        (o("upload_session_uploaded_bytes"), (8 * MIB).to_string()),
+        (o("upload_session_uploaded_parts"), "2".to_string()),
+        (
+            format!("upload_session_abort_after_seconds{{target=\"{S3_TARGET}\"}}"),
+            "86400".to_string(),
+        ),
+    ] {
+        let got = wait_for_ok(&q, Duration::from_secs(30), || api.value(&q)).await?;
+        check(got == want, format!("{q}: {got}, want {want}"))?;
+    }
+    // No declared size for S3: Prometheus holds no such series.
+    let none = api
+        .query(&format!("upload_session_size_bytes{{target=\"{S3_TARGET}\"}}"))
+        .await?;
+    check(none.is_empty(), format!("size_bytes for S3: {none:?}"))
 }
 
 /// The assertions; `Err` carries the reason so the caller can show the
