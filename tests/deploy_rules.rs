@@ -18,6 +18,7 @@ const ALERTS: &[&str] = &[
     "UploadSessionExpired",
     "UploadSessionAwaitingCommit",
     "UploadSessionIngestionFailed",
+    "UploadSessionS3UploadsNeverExpire",
     "UploadSessionTargetDown",
     "UploadSessionDataStale",
     "UploadSessionApiBudgetLow",
