@@ -174,7 +174,14 @@ fn alert_rules_follow_the_conventions() {
                 );
             }
         }
-        if expr.contains("up{") {
+        // The `up` series itself (not `upload_session_target_up{`).
+        let selects_up = expr.match_indices("up{").any(|(i, _)| {
+            !expr[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if selects_up {
             assert!(
                 expr.contains(&format!("job=\"{JOB}\"")),
                 "{name}: up must select job=\"{JOB}\""

@@ -292,6 +292,15 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     upload.parts = vec![(1, 5 * MIB), (2, 3 * MIB)];
     bucket.uploads.push(upload);
     s3.buckets.push(bucket);
+    // And one without any lifecycle rule, for the dashboard's "uploads
+    // without expiry" panels.
+    let mut norule = upload_session_sim::S3BucketSpec::new("e2e-norule");
+    norule.uploads.push(upload_session_sim::S3UploadSeed::new(
+        "stuck.bin",
+        upload_session_sim::S3Identity::new(S3_OWNER, "e2e"),
+        OffsetDateTime::now_utc() - time::Duration::days(2),
+    ));
+    s3.buckets.push(norule);
     sim_config.s3 = Some(s3);
     let sim = Simulator::start(([127, 0, 0, 1], 0).into(), sim_config)
         .await
@@ -330,7 +339,7 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     let config = Config {
         source: None,
         exporter: ExporterSettings::default(),
-        targets: vec![target, deepset_target(&sim), s3_target(&sim)],
+        targets: [vec![target, deepset_target(&sim)], s3_targets(&sim)].concat(),
     };
     let exporter = start_exporter(config).await;
 
@@ -363,9 +372,9 @@ async fn prometheus_scrapes_evaluates_the_dashboard_and_alerts_on_a_stall() {
     sim.shutdown().await;
 }
 
-/// The S3 bucket target of `sim`, polled every second, signed with the
+/// The S3 bucket targets of `sim`, polled every second, signed with the
 /// simulator's demo key (read through the configuration, as a user would).
-fn s3_target(sim: &Simulator) -> upload_session_exporter::config::TargetConfig {
+fn s3_targets(sim: &Simulator) -> Vec<upload_session_exporter::config::TargetConfig> {
     struct Env;
     impl upload_session_exporter::config::Environment for Env {
         fn var(&self, name: &str) -> Option<String> {
@@ -379,11 +388,14 @@ fn s3_target(sim: &Simulator) -> upload_session_exporter::config::TargetConfig {
     let url = sim.s3_url().expect("an S3 listener");
     let toml = format!(
         "[[targets]]\nname = \"s3-e2e\"\nkind = \"s3\"\nurl = \"{url}\"\n\
-         buckets = [\"e2e-bucket\"]\naccess_key_id_env = \"K\"\nsecret_access_key_env = \"S\"\n\
-         poll_interval = \"1s\"\n"
+         buckets = [\"e2e-bucket\", \"e2e-norule\"]\naccess_key_id_env = \"K\"\nsecret_access_key_env = \"S\"\n\
+         poll_interval = \"1s\"\n\
+         # Long: the stall alert of this test is for the Vault's stall.\n\
+         stall_after = \"7d\"\n"
     );
-    let mut c = upload_session_exporter::config::parse_str(&toml, "e2e.toml", &Env).expect("valid");
-    c.targets.remove(0)
+    upload_session_exporter::config::parse_str(&toml, "e2e.toml", &Env)
+        .expect("valid")
+        .targets
 }
 
 /// The S3 bucket as Prometheus stores it: exact figures of the seeded
@@ -405,9 +417,19 @@ async fn s3_as_prometheus_sees_it(api: &Api) -> Result<(), String> {
         let got = wait_for_ok(&q, Duration::from_secs(30), || api.value(&q)).await?;
         check(got == want, format!("{q}: {got}, want {want}"))?;
     }
+    // The bucket without a rule has no rule gauge.
+    let none = api
+        .query("upload_session_abort_after_seconds{target=\"s3-e2e:e2e-norule\"}")
+        .await?;
+    check(
+        none.is_empty(),
+        format!("a rule gauge without a rule: {none:?}"),
+    )?;
     // No declared size for S3: Prometheus holds no such series.
     let none = api
-        .query(&format!("upload_session_size_bytes{{target=\"{S3_TARGET}\"}}"))
+        .query(&format!(
+            "upload_session_size_bytes{{target=\"{S3_TARGET}\"}}"
+        ))
         .await?;
     check(none.is_empty(), format!("size_bytes for S3: {none:?}"))
 }
