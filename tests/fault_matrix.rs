@@ -1,6 +1,7 @@
 //! The fault matrix (issue 6): for every fault class the simulator can
 //! produce, the real exporter runs against a simulator holding one healthy
-//! Vault, one healthy deepset workspace and one faulty target, the fault is
+//! Vault, one healthy deepset workspace and one faulty target (a Vault, a
+//! deepset workspace or an S3 bucket), the fault is
 //! switched on at run time through the simulator's admin API, and:
 //!
 //! - every scrape of `/metrics` answers 200 within [`SCRAPE_BOUND`] and
@@ -31,12 +32,14 @@ use tokio_util::sync::CancellationToken;
 use upload_session_exporter::app::Exporter;
 use upload_session_exporter::config::TargetConfig;
 use upload_session_exporter::kinds::deepset::DeepsetConfig;
+use upload_session_exporter::kinds::s3::S3Config;
 use upload_session_exporter::kinds::vault::VaultConfig;
 use upload_session_exporter::secret::Secret;
 use upload_session_sim::deepset::DeepsetEndpoint;
 use upload_session_sim::{
     DeepsetSessionSeed, DeepsetSpec, DeepsetUser, Endpoint, FaultKind, FaultRule, FileSeed,
-    SessionSeed, SimConfig, SimOptions, Simulator, UserSpec,
+    S3BucketSpec, S3Endpoint, S3Identity, S3Spec, S3UploadSeed, SessionSeed, SimConfig, SimOptions,
+    Simulator, UserSpec, S3_DEMO_ACCESS_KEY_ID, S3_DEMO_SECRET_ACCESS_KEY,
 };
 
 /// A correctness bound, not a benchmark: a scrape only takes this long if
@@ -57,6 +60,7 @@ const PASSWORD: &str = "Pw-matrix-3c9e1f-secret";
 const API_KEY: &str = "key-matrix-8b2d4a-secret";
 const ADA: &str = "2d8c1f0e-4b4b-4a53-9a8e-3c7d1e2f5a01";
 const BEA: &str = "5e1a9b7c-3d2f-4c6e-8a0b-1f2e3d4c5b02";
+const S3_OWNER: &str = "arn:aws:iam::111122223333:user/s3-owner";
 
 /// Names in the simulator (vaults and workspaces alike) and exporter targets.
 const HEALTHY: &str = "healthy";
@@ -88,6 +92,7 @@ fn exclusive() -> &'static RwLock<()> {
 enum Api {
     Vault,
     Deepset,
+    S3,
 }
 
 /// What the admin API is asked to do to the faulty target.
@@ -147,6 +152,13 @@ fn fault(v: Value) -> Vec<Arm> {
 fn on_list(kind: Value) -> Vec<Arm> {
     let mut v = kind;
     v["endpoint"] = json!("list_sessions");
+    fault(v)
+}
+
+/// A fault on the S3 bucket's `ListMultipartUploads`.
+fn on_uploads(kind: Value) -> Vec<Arm> {
+    let mut v = kind;
+    v["endpoint"] = json!("list_multipart_uploads");
     fault(v)
 }
 
@@ -233,7 +245,7 @@ fn absurd_deepset_records() -> Value {
 }
 
 fn cases() -> Vec<Case> {
-    use Api::{Deepset as D, Vault as V};
+    use Api::{Deepset as D, Vault as V, S3};
     let case = |name, api, arm, expect| Case {
         name,
         api,
@@ -521,6 +533,58 @@ fn cases() -> Vec<Case> {
             on_list(json!({"kind": "oversized_chunked", "bytes": HUGE})),
             down("decode"),
         ),
+        // ------------------------------------------------------------- S3
+        case(
+            "s3: InternalError 500",
+            S3,
+            on_uploads(json!({"kind": "s3_error", "code": "InternalError"})),
+            down("http_status"),
+        ),
+        case(
+            "s3: AccessDenied",
+            S3,
+            on_uploads(json!({"kind": "s3_error", "code": "AccessDenied"})),
+            down("auth"),
+        ),
+        case(
+            "s3: SlowDown with Retry-After",
+            S3,
+            on_uploads(json!({"kind": "slow_down", "retry_after": 2})),
+            Expect::Down {
+                reason: "rate_limited",
+                min_wait: 2.0,
+            },
+        ),
+        case(
+            "s3: malformed XML",
+            S3,
+            on_uploads(json!({"kind": "malformed_xml"})),
+            down("decode"),
+        ),
+        case(
+            "s3: 200 MiB listing",
+            S3,
+            on_uploads(json!({"kind": "oversized", "bytes": HUGE})),
+            down("decode"),
+        ),
+        case(
+            "s3: connection hangs",
+            S3,
+            on_uploads(json!({"kind": "hang"})),
+            down("timeout"),
+        ),
+        case(
+            "s3: connection hangs on ListParts",
+            S3,
+            fault(json!({"kind": "hang", "endpoint": "list_parts"})),
+            down("timeout"),
+        ),
+        case(
+            "s3: connection reset",
+            S3,
+            on_uploads(json!({"kind": "reset"})),
+            down("connect"),
+        ),
         case(
             "deepset: connection hangs",
             D,
@@ -783,6 +847,17 @@ fn faulty_figures(api: Api) -> Vec<(String, String)> {
             ("upload_session_size_bytes", F, "7", "", "10000000000"),
             ("upload_session_uploaded_parts", F, "7", "", "410"),
         ]),
+        Api::S3 => exact(&[
+            (
+                "upload_session_sessions",
+                F,
+                S3_OWNER,
+                ",state=\"active\"",
+                "1",
+            ),
+            ("upload_session_uploaded_bytes", F, S3_OWNER, "", "7340032"),
+            ("upload_session_uploaded_parts", F, S3_OWNER, "", "2"),
+        ]),
         Api::Deepset => exact(&[
             ("upload_session_sessions", F, BEA, ",state=\"open\"", "2"),
             (
@@ -826,6 +901,17 @@ fn sim_config() -> SimConfig {
     let mut cfg = SimConfig::idle();
     cfg.vaults = vec![healthy, faulty];
     cfg.deepset = vec![hd, fd];
+    let mut s3 = S3Spec::new();
+    let mut bucket = S3BucketSpec::new(FAULTY);
+    let mut upload = S3UploadSeed::new(
+        "incoming/f.bin",
+        S3Identity::new(S3_OWNER, "s3-owner"),
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(5),
+    );
+    upload.parts = vec![(1, 5 * 1024 * 1024), (2, 2 * 1024 * 1024)];
+    bucket.uploads.push(upload);
+    s3.buckets.push(bucket);
+    cfg.s3 = Some(s3);
     cfg
 }
 
@@ -899,6 +985,28 @@ fn deepset_target(sim: &Simulator, name: &str, workspace: &str) -> TargetConfig 
     ))
 }
 
+/// The S3 bucket `FAULTY` of `sim`, published as target `name` (the
+/// configuration would call it `<name>:<bucket>`).
+fn s3_target(sim: &Simulator, name: &str) -> TargetConfig {
+    let cfg = S3Config {
+        access_key_id: Some(Secret::new(S3_DEMO_ACCESS_KEY_ID)),
+        secret_access_key: Some(Secret::new(S3_DEMO_SECRET_ACCESS_KEY)),
+        bucket: Some(FAULTY.into()),
+        buckets: vec![FAULTY.into()],
+        region: "us-east-1".into(),
+        prefix: String::new(),
+        path_style: true,
+        session_token: None,
+        dormant_refresh: Duration::from_secs(3600),
+        max_list_parts_per_poll: 1000,
+    };
+    tune(base_target(
+        name,
+        &sim.s3_url().expect("an S3 listener"),
+        Box::new(cfg),
+    ))
+}
+
 fn tune(mut t: TargetConfig) -> TargetConfig {
     t.poll_interval = POLL;
     t.timeout = TIMEOUT;
@@ -936,6 +1044,7 @@ impl Run {
         let faulty = match api {
             Api::Vault => vault_target(&sim, F, FAULTY),
             Api::Deepset => deepset_target(&sim, F, FAULTY),
+            Api::S3 => s3_target(&sim, F),
         };
         let mut targets = vec![
             vault_target(&sim, HV, HEALTHY),
@@ -973,6 +1082,7 @@ impl Run {
         match self.api {
             Api::Vault => "vault",
             Api::Deepset => "deepset",
+            Api::S3 => "s3",
         }
     }
 
@@ -1000,7 +1110,9 @@ impl Run {
             self.label
         );
         assert!(
-            !text.contains(PASSWORD) && !text.contains(API_KEY),
+            !text.contains(PASSWORD)
+                && !text.contains(API_KEY)
+                && !text.contains(S3_DEMO_SECRET_ACCESS_KEY),
             "{}: a secret appears in /metrics",
             self.label
         );
@@ -1088,6 +1200,7 @@ impl Run {
         match self.api {
             Api::Vault => json!({"api": "vault", "vault": FAULTY}),
             Api::Deepset => json!({"api": "deepset", "workspace": FAULTY}),
+            Api::S3 => json!({"api": "s3", "bucket": FAULTY}),
         }
     }
 
@@ -1137,6 +1250,7 @@ impl Run {
         let key = match self.api {
             Api::Vault => "vaults",
             Api::Deepset => "deepset",
+            Api::S3 => "s3",
         };
         list[key][FAULTY].as_array().map_or(0, Vec::len)
     }
@@ -1152,6 +1266,10 @@ impl Run {
                 .sim
                 .deepset(FAULTY)
                 .map_or(0, |w| w.request_count(DeepsetEndpoint::ListSessions)),
+            Api::S3 => self
+                .sim
+                .s3()
+                .map_or(0, |c| c.request_count(S3Endpoint::ListMultipartUploads)),
         }
     }
 
@@ -1430,6 +1548,7 @@ async fn huge_bodies_keep_memory_bounded() {
         let mut faulty = match api {
             Api::Vault => vault_target(&sim, F, FAULTY),
             Api::Deepset => deepset_target(&sim, F, FAULTY),
+            Api::S3 => s3_target(&sim, F),
         };
         faulty.max_response_bytes = CAP;
         let targets = vec![
