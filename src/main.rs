@@ -170,9 +170,9 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     let config = if cli.demo {
         match demo::start().await {
             Ok((sim, config)) => {
-                let url = sim.base_url().to_string();
+                let (url, s3_url) = (sim.base_url().to_string(), sim.s3_url().to_string());
                 loader = Some(Arc::new(move || {
-                    demo::config_for(&url).map_err(|e| e.to_string())
+                    demo::config_for(&url, &s3_url).map_err(|e| e.to_string())
                 }));
                 _simulator = Some(sim);
                 config

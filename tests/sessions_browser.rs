@@ -228,14 +228,19 @@ async fn the_demo_page_in_a_real_browser() {
         .await
         .unwrap();
     // A header per target, up.
-    for t in ["demo-vault", "demo-sitevault", "demo-deepset"] {
+    for t in [
+        "demo-vault",
+        "demo-sitevault",
+        "demo-deepset",
+        "demo-s3:demo-uploads",
+    ] {
         assert!(
             dom.contains(&format!("<section class=\"target\" data-target=\"{t}\">")),
             "{t} missing:\n{dom}"
         );
         assert!(dom.contains(&format!("<option value=\"{t}\">{t}</option>")));
     }
-    assert_eq!(dom.matches("<span class=\"badge up\">up</span>").count(), 3);
+    assert_eq!(dom.matches("<span class=\"badge up\">up</span>").count(), 4);
     // The demo's sessions: Vault uploads stalled and at risk, deepset
     // sessions open and closed; the most urgent first.
     let all = rows(&dom);

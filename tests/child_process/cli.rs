@@ -196,10 +196,13 @@ fn shipped_configs_are_valid() {
         &Env(&[
             ("DEMO_VAULT_PASSWORD", "demo"),
             ("DEMO_DEEPSET_API_KEY", "k"),
+            ("DEMO_S3_ACCESS_KEY_ID", "k"),
+            ("DEMO_S3_SECRET_ACCESS_KEY", "s"),
         ]),
     )
     .unwrap();
-    assert_eq!(demo.targets.len(), 3);
+    assert_eq!(demo.targets.len(), 4);
+    assert_eq!(demo.targets[3].name, "demo-s3:demo-uploads");
 
     // The example refers to a secret file that exists only on a real host:
     // that must be its only problem.
@@ -262,6 +265,9 @@ fn demo_serves_and_stops_on_sigterm() {
             if t.contains("upload_session_target_up{target=\"demo-vault\",kind=\"vault\"} 1")
                 && t.contains(
                     "upload_session_target_up{target=\"demo-sitevault\",kind=\"vault\"} 1",
+                )
+                && t.contains(
+                    "upload_session_target_up{target=\"demo-s3:demo-uploads\",kind=\"s3\"} 1",
                 )
             {
                 return t;
