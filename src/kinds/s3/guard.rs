@@ -282,6 +282,29 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_still_at_exactly_stall_after_is_dormant() {
+        let mut g = Guard::default();
+        assert!(g.is_empty());
+        let t0 = 1_000 * MIN;
+        assert_eq!(g.plan(&["a", "b", "c"], t0, POLICY), [0, 1, 2]);
+        assert_eq!(g.len(), 3);
+        assert!(!g.is_empty());
+        for id in ["a", "b", "c"] {
+            g.record(id, f(10), t0, POLICY);
+        }
+        // One minute short of stall_after since first seen: still every poll.
+        let t = t0 + POLICY.stall_after_ms - MIN;
+        assert_eq!(g.plan(&["a", "b", "c"], t, POLICY), [0, 1, 2]);
+        g.record("a", f(10), t, POLICY);
+        // Exactly stall_after after it was first seen and never moved: dormant,
+        // so not due at the next poll.
+        let t = t0 + POLICY.stall_after_ms;
+        g.record("b", f(10), t, POLICY);
+        assert!(!g.plan(&["b"], t + 1, POLICY).contains(&0));
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
     fn next_dormant_is_after_now_at_the_phase() {
         assert_eq!(next_dormant(100, 30, 60), 150);
         assert_eq!(next_dormant(150, 30, 60), 210);
