@@ -1269,4 +1269,424 @@ api_key_env = "DS_KEY"
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("99999999999999GiB"), None);
     }
+
+    // --- Issue 17: mutation testing of the validation (docs/testing.md) ---
+
+    /// One target table checked on its own, with empty `[defaults]`.
+    fn one_target(toml: &str) -> (Option<TargetConfig>, Vec<Problem>) {
+        let root = read_tree(toml, "t").unwrap();
+        let config::ValueKind::Table(root) = root.kind else {
+            panic!("not a table")
+        };
+        let config::ValueKind::Array(ts) = &root["targets"].kind else {
+            panic!("no [[targets]]")
+        };
+        let empty = config::Value::new(None, config::ValueKind::Table(config::Map::new()));
+        let mut problems = Vec::new();
+        let input = TargetInput {
+            table: &ts[0],
+            defaults_table: &empty,
+            defaults: &Settings::default(),
+            key: "targets[0]",
+            base_dir: None,
+            env: &env(),
+        };
+        let t = validate_target(input, &mut BTreeSet::new(), &mut problems);
+        (t, problems)
+    }
+
+    #[test]
+    fn problems_are_one_per_line_after_the_file_name() {
+        let p = |k: &str| Problem {
+            key: k.into(),
+            message: "m".into(),
+        };
+        let e = ConfigError::Invalid {
+            file: "f.toml".into(),
+            problems: vec![p("a"), p("b"), p("c")],
+        };
+        assert_eq!(e.to_string(), "f.toml: a: m\nf.toml: b: m\nf.toml: c: m");
+    }
+
+    #[test]
+    fn a_target_with_any_problem_is_not_built() {
+        let (t, p) = one_target(&format!("{VAULT}poll_interval = \"1ms\"\n"));
+        assert!(t.is_none());
+        assert_eq!(p.len(), 1, "{p:?}");
+        let (t, p) = one_target(VAULT);
+        assert_eq!(t.expect("valid").name, "v");
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn duration_minimums_are_inclusive() {
+        let c = parse_str(
+            &format!(
+                "{VAULT}poll_interval = \"1s\"\ntimeout = \"100ms\"\nat_risk_horizon = \"0s\"\n\
+                 stall_after = \"1s\"\n"
+            ),
+            "t",
+            &env(),
+        )
+        .unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.poll_interval, Duration::from_secs(1));
+        assert_eq!(t.timeout, Duration::from_millis(100));
+        assert_eq!(t.at_risk_horizon, Duration::ZERO);
+        assert_eq!(t.stall_after, Duration::from_secs(1));
+        // stale_after defaults to five polls of the target's own interval.
+        assert_eq!(t.stale_after, Duration::from_secs(5));
+        let p = problems(&format!(
+            "{VAULT}poll_interval = \"999ms\"\ntimeout = \"99ms\"\nstale_after = \"500ms\"\n"
+        ));
+        assert_eq!(
+            p,
+            [
+                "test.toml: targets[0].poll_interval: \"999ms\" is too short; use at least 1s",
+                "test.toml: targets[0].timeout: \"99ms\" is too short; use at least 100ms",
+                "test.toml: targets[0].stale_after: \"500ms\" is too short; use at least 1s",
+            ]
+        );
+    }
+
+    #[test]
+    fn unset_settings_get_their_documented_defaults() {
+        let c = parse_str(VAULT, "t", &env()).unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.at_risk_horizon, Duration::from_secs(12 * 3600));
+        assert_eq!(t.stall_after, Duration::from_secs(30 * 60));
+        assert_eq!(t.max_response_bytes, 16 << 20);
+        assert!(!t.tls_insecure_skip_verify);
+        assert_eq!(t.ca_pem, None);
+        // Every common setting from [defaults] when the target has none.
+        let c = parse_str(
+            &format!(
+                "[defaults]\npoll_interval = \"10s\"\ntimeout = \"3s\"\nstall_after = \"5m\"\n\
+                 stale_after = \"7m\"\nat_risk_horizon = \"1h\"\nmax_response_size = \"2MiB\"\n\
+                 tls_insecure_skip_verify = true\n{VAULT}"
+            ),
+            "t",
+            &env(),
+        )
+        .unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.poll_interval, Duration::from_secs(10));
+        assert_eq!(t.timeout, Duration::from_secs(3));
+        assert_eq!(t.stall_after, Duration::from_secs(300));
+        assert_eq!(t.stale_after, Duration::from_secs(420));
+        assert_eq!(t.at_risk_horizon, Duration::from_secs(3600));
+        assert_eq!(t.max_response_bytes, 2 << 20);
+        assert!(t.tls_insecure_skip_verify);
+        // The target's own values win over [defaults].
+        let c = parse_str(
+            &format!(
+                "[defaults]\ntimeout = \"3s\"\nmax_response_size = \"2MiB\"\n\
+                 tls_insecure_skip_verify = true\n{VAULT}timeout = \"4s\"\n\
+                 max_response_size = \"1KiB\"\ntls_insecure_skip_verify = false\n"
+            ),
+            "t",
+            &env(),
+        )
+        .unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.timeout, Duration::from_secs(4));
+        assert_eq!(t.max_response_bytes, 1024);
+        assert!(!t.tls_insecure_skip_verify);
+    }
+
+    #[test]
+    fn max_response_size_is_at_least_one_kib() {
+        for (size, bytes) in [
+            ("1KiB", 1024),
+            ("1024", 1024),
+            ("2kB", 2000),
+            ("1MB", 1_000_000),
+        ] {
+            let c = parse_str(
+                &format!("{VAULT}max_response_size = \"{size}\"\n"),
+                "t",
+                &env(),
+            )
+            .unwrap();
+            assert_eq!(c.targets[0].max_response_bytes, bytes, "{size}");
+        }
+        for size in ["1023", "1KB", "0", "big"] {
+            let p = problems(&format!("{VAULT}max_response_size = \"{size}\"\n"));
+            assert_eq!(
+                p,
+                [format!(
+                    "test.toml: targets[0].max_response_size: \"{size}\" is not a size of at \
+                     least 1KiB; write e.g. \"16MiB\" or \"500KB\""
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn every_size_unit_parses() {
+        assert_eq!(parse_size("7"), Some(7));
+        assert_eq!(parse_size("7B"), Some(7));
+        assert_eq!(parse_size("3KB"), Some(3000));
+        assert_eq!(parse_size("3kB"), Some(3000));
+        assert_eq!(parse_size("3KiB"), Some(3072));
+        assert_eq!(parse_size("3MB"), Some(3_000_000));
+        assert_eq!(parse_size("3MiB"), Some(3 << 20));
+        assert_eq!(parse_size("3GB"), Some(3_000_000_000));
+        assert_eq!(parse_size("3GiB"), Some(3 << 30));
+        assert_eq!(parse_size(" 5 MiB "), Some(5 << 20));
+        for bad in ["", "KiB", "3kib", "3 TB", "-1", "1.5MiB"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ca_file_must_hold_a_pem_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["ca.example".to_string()]).unwrap();
+        let pem = cert.cert.pem();
+        std::fs::write(dir.path().join("ca.pem"), &pem).unwrap();
+        std::fs::write(dir.path().join("not.pem"), "hello\n").unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, format!("{VAULT}ca_file = \"ca.pem\"\n")).unwrap();
+        let c = load_with_env(&cfg, &env()).unwrap();
+        assert_eq!(c.targets[0].ca_pem.as_deref(), Some(pem.as_bytes()));
+
+        std::fs::write(&cfg, format!("{VAULT}ca_file = \"not.pem\"\n")).unwrap();
+        let err = load_with_env(&cfg, &env()).unwrap_err().to_string();
+        let shown = dir.path().join("not.pem");
+        assert_eq!(
+            err,
+            format!(
+                "{}: targets[0].ca_file: {} holds no PEM certificate; give a PEM bundle of the \
+                 CA(s) that sign the upstream's certificate",
+                cfg.display(),
+                shown.display()
+            )
+        );
+
+        std::fs::write(&cfg, format!("{VAULT}ca_file = \"gone.pem\"\n")).unwrap();
+        let err = load_with_env(&cfg, &env()).unwrap_err().to_string();
+        assert!(
+            err.contains("targets[0].ca_file: cannot read CA file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn target_names_are_1_to_64_allowed_characters() {
+        let long = "n".repeat(64);
+        for ok in ["a", "A.b_c:d-9", long.as_str()] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        let too_long = "n".repeat(65);
+        for bad in ["", too_long.as_str(), "a b", "a/b", "é", "a,b"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        let p = problems(&VAULT.replace("name = \"v\"", "name = \"a b\""));
+        assert_eq!(
+            p,
+            [
+                "test.toml: targets[0].name: \"a b\" is not a valid target name; use 1 to 64 \
+              letters, digits, '.', '_', ':' or '-'"
+            ]
+        );
+        let p = problems(&VAULT.replace("name = \"v\"\n", ""));
+        assert_eq!(
+            p,
+            ["test.toml: targets[0].name: missing; every target needs a unique `name`"]
+        );
+    }
+
+    #[test]
+    fn max_concurrent_requests_is_1_to_1024() {
+        for n in [1, 1024] {
+            let c = parse_str(
+                &format!("[exporter]\nmax_concurrent_requests = {n}\n{VAULT}"),
+                "t",
+                &env(),
+            )
+            .unwrap();
+            assert_eq!(c.exporter.max_concurrent_requests, n as usize);
+        }
+        let p = problems(&format!(
+            "[exporter]\nmax_concurrent_requests = 1025\n{VAULT}"
+        ));
+        assert_eq!(
+            p,
+            ["test.toml: exporter.max_concurrent_requests: 1025 is out of range; use a number from 1 to 1024"]
+        );
+        let p = problems(&format!("[exporter]\nlog_level = \"loud\"\n{VAULT}"));
+        assert_eq!(
+            p,
+            ["test.toml: exporter.log_level: \"loud\" is not a log level; use debug, info, warn or error"]
+        );
+        let c = parse_str(
+            &format!("[exporter]\nlog_level = \"warn\"\n{VAULT}"),
+            "t",
+            &env(),
+        );
+        assert!(c.unwrap().exporter.log_level.is_some());
+    }
+
+    #[test]
+    fn the_top_level_shape_is_checked() {
+        let p = problems(&format!("defaults = 1\nexporter = \"x\"\n{VAULT}"));
+        assert_eq!(
+            p,
+            [
+                "test.toml: defaults: must be a table ([defaults]); correct it",
+                "test.toml: exporter: must be a table ([exporter]); correct it",
+            ]
+        );
+        // A list that is not of tables, or no list: one problem, not also
+        // "no targets".
+        let p = problems("targets = 1\n");
+        assert_eq!(
+            p,
+            ["test.toml: targets: must be a list of [[targets]] tables; correct it"]
+        );
+        let p = problems("targets = [1]\n");
+        assert_eq!(
+            p,
+            ["test.toml: targets[0]: is not a table; write each target as a [[targets]] table"]
+        );
+        let p = problems(&format!("colour = 1\n{VAULT}"));
+        assert_eq!(
+            p,
+            ["test.toml: colour: unknown key; remove or correct it (the accepted keys are listed in docs/configuration.md)"]
+        );
+    }
+
+    #[test]
+    fn a_bad_kind_default_is_reported_once_under_defaults() {
+        let two = format!("{VAULT}{}", VAULT.replace("name = \"v\"", "name = \"w\""));
+        let p = problems(&format!("[defaults]\nburst_limit_share = 0\n{two}"));
+        assert_eq!(
+            p,
+            ["test.toml: defaults.burst_limit_share: 0 is not a share; use a number above 0 and \
+              at most 1, e.g. 0.05 for 5%"]
+        );
+    }
+
+    #[test]
+    fn keys_of_another_kind_or_of_the_exporter_are_named_as_such() {
+        let deepset = "[[targets]]\nname = \"ds\"\nkind = \"deepset\"\n\
+                       url = \"https://api.cloud.deepset.ai\"\nworkspace = \"w\"\n\
+                       api_key_env = \"DS_KEY\"\n";
+        assert_eq!(
+            problems(&format!("{VAULT}pagination = \"page\"\n")),
+            ["test.toml: targets[0].pagination: is a deepset key; a kind = \"vault\" target does not use it"]
+        );
+        assert_eq!(
+            problems(&format!("{deepset}client_id = \"x\"\n")),
+            ["test.toml: targets[0].client_id: is a Vault key; a kind = \"deepset\" target does not use it"]
+        );
+        assert_eq!(
+            problems(&format!("{VAULT}max_concurrent_requests = 3\n")),
+            ["test.toml: targets[0].max_concurrent_requests: may not stand here; set it in [exporter]"]
+        );
+        // Without a known kind every kind's keys are accepted: only the
+        // kind is reported.
+        assert_eq!(
+            problems(&VAULT.replace("kind = \"vault\"", "kind = \"s3\"")),
+            ["test.toml: targets[0].kind: \"s3\" is not a known kind; use \"vault\" or \"deepset\""]
+        );
+        assert_eq!(
+            problems(&VAULT.replace("kind = \"vault\"\n", "")),
+            ["test.toml: targets[0].kind: missing; set kind = \"vault\" or kind = \"deepset\""]
+        );
+        // A missing url is shown with the kind's example.
+        assert_eq!(
+            problems(&deepset.replace("url = \"https://api.cloud.deepset.ai\"\n", "")),
+            ["test.toml: targets[0].url: missing; set the base URL of the upstream, e.g. \"https://api.cloud.deepset.ai\""]
+        );
+        assert_eq!(
+            problems(&VAULT.replace("url = \"https://myvault.veevavault.com\"\n", "")),
+            ["test.toml: targets[0].url: missing; set the base URL of the upstream, e.g. \"https://myvault.veevavault.com\""]
+        );
+    }
+
+    #[test]
+    fn closest_accepts_two_edits_not_three() {
+        let known = ["poll_interval", "timeout"];
+        assert_eq!(closest("pol_interval", &known), Some("poll_interval"));
+        assert_eq!(closest("pol_intervl", &known), Some("poll_interval"));
+        assert_eq!(closest("pl_intervl", &known), None);
+        assert_eq!(closest("timeout", &known), Some("timeout"));
+        // The nearest wins, wherever it is in the list.
+        assert_eq!(closest("tmeout", &["timeouts", "timeout"]), Some("timeout"));
+        let every = every_target_key();
+        for k in common_keys() {
+            assert!(every.contains(&k), "{k}");
+        }
+        assert!(every.contains(&"api_key_env") && every.contains(&"vault_id"));
+    }
+
+    #[test]
+    fn edit_distance_is_levenshtein() {
+        for (a, b, d) in [
+            ("", "", 0),
+            ("", "abc", 3),
+            ("abc", "", 3),
+            ("same", "same", 0),
+            ("kitten", "sitting", 3),
+            ("ab", "ba", 2),
+            ("timeout", "tmeout", 1),
+            ("abc", "abd", 1),
+            ("abc", "xabc", 1),
+            ("flaw", "lawn", 2),
+        ] {
+            assert_eq!(edit_distance(a, b), d, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn urls_are_shown_without_userinfo_query_or_fragment() {
+        for (url, shown) in [
+            ("https://u:p@h/x?q=1#f", "https://***@h/x"),
+            ("  http://h:8/a  ", "http://h:8/a"),
+            ("u:p@h", "***@h"),
+            ("h/x", "h/x"),
+            ("https://h#frag", "https://h"),
+            ("https://a@b@h", "https://***@h"),
+        ] {
+            assert_eq!(url_for_messages(url), shown, "{url}");
+        }
+        assert!(has_userinfo("https://u@h"));
+        assert!(has_userinfo("u:p@h"));
+        assert!(!has_userinfo("https://h/x?mail=a@b"));
+        assert!(!has_userinfo("https://h/#a@b"));
+        assert!(!has_userinfo("https://h"));
+    }
+
+    #[test]
+    fn any_userinfo_query_or_fragment_in_a_url_is_refused() {
+        for (url, shown) in [
+            (
+                "https://user@host",
+                "\"https://***@host\" contains credentials",
+            ),
+            (
+                "https://:pw@host",
+                "\"https://***@host\" contains credentials",
+            ),
+            ("https://h/x#top", "\"https://h/x\" has a query or fragment"),
+            ("https://h/x?a=1", "\"https://h/x\" has a query or fragment"),
+            (
+                "ftp://h",
+                "\"ftp://h\" has scheme \"ftp\"; use an https:// URL",
+            ),
+            ("not a url", "\"not a url\" is not a valid URL"),
+        ] {
+            let p = problems(&VAULT.replace("https://myvault.veevavault.com", url));
+            assert_eq!(p.len(), 1, "{url}: {p:?}");
+            assert!(
+                p[0].starts_with(&format!("test.toml: targets[0].url: {shown}")),
+                "{url}: {p:?}"
+            );
+        }
+        for ok in ["http://127.0.0.1:8080", "https://h:443/prefix/"] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+    }
 }

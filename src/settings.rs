@@ -617,3 +617,358 @@ impl dyn KindConfig {
         self.as_any_mut().downcast_mut()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The `KindInput` helpers every kind's `parse` uses (issue 17: the
+    //! mutation testing of the validation, docs/testing.md).
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, &'static str>);
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    fn empty() -> config::Value {
+        config::Value::new(None, config::ValueKind::Table(config::Map::new()))
+    }
+
+    fn tree(toml: &str) -> config::Value {
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
+
+    /// Runs `f` on the input of `targets[2]` (a Vault target) and returns
+    /// what it gave and the problems as "key: message".
+    fn with_input<R>(
+        base_dir: Option<&Path>,
+        f: impl FnOnce(&mut KindInput<'_>) -> R,
+    ) -> (R, Vec<String>) {
+        let (table, defaults) = (empty(), empty());
+        let env = FakeEnv(HashMap::from([
+            ("PW", "s3cret"),
+            ("EMPTY", ""),
+            ("BLANK", " \t"),
+        ]));
+        let mut problems = Vec::new();
+        let r = f(&mut KindInput {
+            table: &table,
+            defaults: &defaults,
+            key: "targets[2]",
+            kind_name: "vault",
+            url: None,
+            base_dir,
+            env: &env,
+            problems: &mut problems,
+        });
+        (r, problems.iter().map(Problem::to_string).collect())
+    }
+
+    #[test]
+    fn a_setting_is_the_targets_own_else_the_default_each_reported_where_it_stands() {
+        let check = |v: i32| {
+            if v > 0 {
+                Ok(v * 10)
+            } else {
+                Err(format!("{v} is bad"))
+            }
+        };
+        let run = |own, default| with_input(None, |i| i.setting("k", own, default, check));
+        assert_eq!(run(Some(1), Some(2)), (Some(10), vec![]));
+        assert_eq!(run(None, Some(2)), (Some(20), vec![]));
+        assert_eq!(run(None, None), (None, vec![]));
+        // A bad own value does not fall back to the default.
+        assert_eq!(
+            run(Some(0), Some(2)),
+            (None, vec!["targets[2].k: 0 is bad".to_string()])
+        );
+        // A bad default is reported under defaults., even when overridden.
+        assert_eq!(
+            run(Some(1), Some(-1)),
+            (Some(10), vec!["defaults.k: -1 is bad".to_string()])
+        );
+        assert_eq!(
+            run(None, Some(-1)),
+            (None, vec!["defaults.k: -1 is bad".to_string()])
+        );
+    }
+
+    #[test]
+    fn required_values_are_trimmed_and_never_blank() {
+        assert_eq!(
+            with_input(None, |i| i.required(Some(" u "), "username", "the user")),
+            ("u".to_string(), vec![])
+        );
+        for v in [None, Some(""), Some("  ")] {
+            assert_eq!(
+                with_input(None, |i| i.required(v, "username", "the user")),
+                (
+                    String::new(),
+                    vec!["targets[2].username: missing; set the user".to_string()]
+                ),
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_duration_is_at_least_its_minimum() {
+        let d = |s: &str, min: Duration| {
+            with_input(None, |i| i.duration(&Some(s.to_string()), min, "w"))
+        };
+        let secs = Duration::from_secs;
+        assert_eq!(d("1s", secs(1)), (Some(secs(1)), vec![]));
+        assert_eq!(d(" 2m ", secs(1)), (Some(secs(120)), vec![]));
+        assert_eq!(d("0s", Duration::ZERO), (Some(Duration::ZERO), vec![]));
+        assert_eq!(
+            d("999ms", secs(1)),
+            (
+                None,
+                vec!["targets[2].w: \"999ms\" is too short; use at least 1s".to_string()]
+            )
+        );
+        let (v, p) = d("5x", Duration::ZERO);
+        assert_eq!(v, None);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("targets[2].w: \"5x\" is not a duration (")
+                && p[0].ends_with("); write it like \"60s\", \"5m\" or \"1h 30m\""),
+            "{p:?}"
+        );
+        assert_eq!(
+            with_input(None, |i| i.duration(&None, secs(1), "w")),
+            (None, vec![])
+        );
+    }
+
+    fn secret(
+        inline: bool,
+        env: Option<&str>,
+        file: Option<&str>,
+        dir: Option<&Path>,
+    ) -> (Option<String>, Vec<String>) {
+        let (s, p) = with_input(dir, |i| {
+            i.secret(SecretKeys {
+                inline,
+                env,
+                file,
+                names: ("password", "password_env", "password_file"),
+            })
+        });
+        (s.map(|s| s.expose().to_string()), p)
+    }
+
+    fn one(p: &str) -> Vec<String> {
+        vec![p.to_string()]
+    }
+
+    #[test]
+    fn a_secret_comes_from_exactly_one_of_env_or_file() {
+        assert_eq!(
+            secret(false, Some("PW"), None, None),
+            (Some("s3cret".into()), vec![])
+        );
+        assert_eq!(
+            secret(true, Some("PW"), None, None),
+            (
+                None,
+                one(
+                    "targets[2].password: secrets may not be written in the configuration \
+                     file; put it in an environment variable (password_env) or a file \
+                     (password_file)"
+                )
+            )
+        );
+        assert_eq!(
+            secret(false, Some("PW"), Some("pw"), None),
+            (
+                None,
+                one("targets[2].password_env: set either password_env or password_file, not both")
+            )
+        );
+        assert_eq!(
+            secret(false, None, None, None),
+            (
+                None,
+                one(
+                    "targets[2].password_env: no secret configured; set password_env (name of \
+                     an environment variable) or password_file (path of a file holding it)"
+                )
+            )
+        );
+        assert_eq!(
+            secret(false, Some(" "), None, None),
+            (
+                None,
+                one("targets[2].password_env: is empty; give the name of an environment variable")
+            )
+        );
+        assert_eq!(
+            secret(false, Some("NOPE"), None, None),
+            (
+                None,
+                one(
+                    "targets[2].password_env: environment variable NOPE is not set; export it \
+                     before starting the exporter (or use the _file variant)"
+                )
+            )
+        );
+        for var in ["EMPTY", "BLANK"] {
+            assert_eq!(
+                secret(false, Some(var), None, None),
+                (
+                    None,
+                    one(&format!(
+                        "targets[2].password_env: environment variable {var} is empty"
+                    ))
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_file_is_read_relative_to_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("pw"), "from-file\r\n").unwrap();
+        assert_eq!(
+            secret(false, None, Some("pw"), Some(d)),
+            (Some("from-file".into()), vec![])
+        );
+        let abs = d.join("pw");
+        assert_eq!(
+            secret(false, None, abs.to_str(), Some(Path::new("/nonexistent"))),
+            (Some("from-file".into()), vec![])
+        );
+        std::fs::write(d.join("blank"), "\n").unwrap();
+        assert_eq!(
+            secret(false, None, Some("blank"), Some(d)),
+            (
+                None,
+                one(&format!(
+                    "targets[2].password_file: secret file {} is empty",
+                    d.join("blank").display()
+                ))
+            )
+        );
+        std::fs::write(d.join("bin"), [0xff, 0xfe]).unwrap();
+        assert_eq!(
+            secret(false, None, Some("bin"), Some(d)),
+            (
+                None,
+                one(&format!(
+                    "targets[2].password_file: secret file {} is not UTF-8 text",
+                    d.join("bin").display()
+                ))
+            )
+        );
+        let (s, p) = secret(false, None, Some("gone"), Some(d));
+        assert_eq!(s, None);
+        assert!(
+            p[0].starts_with(&format!(
+                "targets[2].password_file: cannot read secret file {}: ",
+                d.join("gone").display()
+            )),
+            "{p:?}"
+        );
+        // At most 64 KiB.
+        std::fs::write(d.join("big"), "a".repeat(64 * 1024)).unwrap();
+        let (s, _) = secret(false, None, Some("big"), Some(d));
+        assert_eq!(s.map(|s| s.len()), Some(64 * 1024));
+        std::fs::write(d.join("big"), "a".repeat(64 * 1024 + 1)).unwrap();
+        let (_, p) = secret(false, None, Some("big"), Some(d));
+        assert!(p[0].contains("is larger than 64 KiB"), "{p:?}");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_base_dir() {
+        let base = Some(Path::new("/etc/use"));
+        assert_eq!(resolve_path("a/b", base), PathBuf::from("/etc/use/a/b"));
+        assert_eq!(resolve_path("/x/y", base), PathBuf::from("/x/y"));
+        assert_eq!(resolve_path("a", None), PathBuf::from("a"));
+    }
+
+    #[test]
+    fn read_file_capped_takes_exactly_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, vec![7u8; 2048]).unwrap();
+        assert_eq!(read_file_capped(&f, 2048, "thing"), Ok(vec![7u8; 2048]));
+        std::fs::write(&f, vec![7u8; 2049]).unwrap();
+        assert_eq!(
+            read_file_capped(&f, 2048, "thing"),
+            Err(format!(
+                "thing {} is larger than 2 KiB, more than such a file ever needs; check the path",
+                f.display()
+            ))
+        );
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(read_file_capped(&f, 2048, "thing"), Ok(vec![]));
+        assert_eq!(
+            read_file_capped(dir.path(), 2048, "thing"),
+            Err(format!(
+                "thing {} is not a regular file (a FIFO, device or directory?); give the path \
+                 of a plain file",
+                dir.path().display()
+            ))
+        );
+        let gone = dir.path().join("gone");
+        let e = read_file_capped(&gone, 2048, "thing").unwrap_err();
+        assert!(
+            e.starts_with(&format!("cannot read thing {}: ", gone.display()))
+                && e.ends_with("; check the path and that the exporter's user may read it"),
+            "{e}"
+        );
+        // The documented limits.
+        assert_eq!(MAX_SECRET_FILE_BYTES, 65536);
+        assert_eq!(MAX_CONFIG_FILE_BYTES, 4 << 20);
+    }
+
+    #[test]
+    fn type_errors_name_the_dotted_key() {
+        for key in ["targets[0]vault_id", "targets[0].vault_id"] {
+            assert_eq!(
+                type_problem(&format!(
+                    "invalid type: string \"x\", expected an integer for key `{key}`"
+                )),
+                Problem {
+                    key: "targets[0].vault_id".into(),
+                    message: "invalid type: string \"x\", expected an integer; correct the value"
+                        .into(),
+                }
+            );
+        }
+        assert_eq!(
+            type_problem("something else"),
+            Problem {
+                key: "file".into(),
+                message: "something else".into(),
+            }
+        );
+
+        #[derive(Debug, Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            n: Option<i64>,
+        }
+        let mut problems = Vec::new();
+        assert!(read_table::<T>(&tree("n = 3"), "targets[1]", &mut problems).is_some());
+        assert!(problems.is_empty());
+        assert!(read_table::<T>(&tree("n = \"x\""), "targets[1]", &mut problems).is_none());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "targets[1].n");
+    }
+
+    #[test]
+    fn kind_input_tells_the_kind_its_name() {
+        assert_eq!(with_input(None, |i| i.kind_name()), ("vault", vec![]));
+        assert_eq!(with_input(None, |i| i.url().is_none()), (true, vec![]));
+    }
+}

@@ -171,3 +171,90 @@ impl Source for DeepsetClient {
     }
     // API keys need no logout; deepset sends no budget headers.
 }
+
+#[cfg(test)]
+mod tests {
+    //! The keys of a deepset target (issue 17: the mutation testing of the
+    //! validation, docs/testing.md).
+    use super::*;
+
+    struct Env;
+    impl crate::settings::Environment for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "KEY").then(|| "k".to_string())
+        }
+    }
+
+    const BASE: &str = "[[targets]]\nname = \"d\"\nkind = \"deepset\"\n\
+                        url = \"https://api.cloud.deepset.ai\"\nworkspace = \"w\"\n\
+                        api_key_env = \"KEY\"\n";
+
+    fn parse(extra: &str) -> Result<DeepsetConfig, Vec<String>> {
+        parse_toml(&format!("{BASE}{extra}\n"))
+    }
+
+    fn parse_toml(toml: &str) -> Result<DeepsetConfig, Vec<String>> {
+        match crate::config::parse_str(toml, "t", &Env) {
+            Ok(c) => Ok(c.targets[0].settings::<DeepsetConfig>().unwrap().clone()),
+            Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+                Err(problems.iter().map(ToString::to_string).collect())
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn expired_window_defaults_to_a_day_and_may_be_zero() {
+        assert_eq!(
+            parse("").unwrap().expired_window,
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(
+            parse("expired_window = \"0s\"").unwrap().expired_window,
+            Duration::ZERO
+        );
+        let p = parse("expired_window = \"a while\"").unwrap_err();
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("targets[0].expired_window: \"a while\" is not a duration"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn pagination_is_cursor_unless_page() {
+        assert_eq!(parse("").unwrap().pagination, Pagination::Cursor);
+        assert_eq!(
+            parse("pagination = \"cursor\"").unwrap().pagination,
+            Pagination::Cursor
+        );
+        assert_eq!(
+            parse("pagination = \"page\"").unwrap().pagination,
+            Pagination::Page
+        );
+        assert_eq!(
+            parse("pagination = \"Page\"").unwrap_err(),
+            [
+                "targets[0].pagination: \"Page\" is not a pagination style; use \"cursor\" \
+              (default) or \"page\""
+            ]
+        );
+    }
+
+    #[test]
+    fn workspace_and_api_key_are_required() {
+        let d = parse("").unwrap();
+        assert_eq!((d.workspace.as_str(), d.api_key.expose()), ("w", "k"));
+        assert_eq!(
+            parse_toml(&BASE.replace("workspace = \"w\"", "workspace = \"\"")).unwrap_err(),
+            ["targets[0].workspace: missing; set the deepset workspace name"]
+        );
+        assert_eq!(
+            parse("api_key = \"k\"").unwrap_err(),
+            [
+                "targets[0].api_key: secrets may not be written in the configuration file; put it \
+              in an environment variable (api_key_env) or a file (api_key_file)"
+            ]
+        );
+    }
+}

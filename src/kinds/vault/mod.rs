@@ -404,4 +404,166 @@ mod tests {
         assert!(source.refused_login(&refused));
         assert!(!source.refused_login(&forbidden));
     }
+
+    /// The problems of a Vault target with `extra` keys, as "key: message".
+    fn problems(extra: &str) -> Vec<String> {
+        struct Env;
+        impl crate::settings::Environment for Env {
+            fn var(&self, name: &str) -> Option<String> {
+                (name == "PW").then(|| "pw".to_string())
+            }
+        }
+        let toml = format!(
+            "[[targets]]\nname = \"v\"\nkind = \"vault\"\nurl = \"https://v.example.com\"\n\
+             username = \"u\"\npassword_env = \"PW\"\n{extra}\n"
+        );
+        match crate::config::parse_str(&toml, "t", &Env) {
+            Ok(_) => vec![],
+            Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn parsed(extra: &str) -> VaultConfig {
+        struct Env;
+        impl crate::settings::Environment for Env {
+            fn var(&self, _: &str) -> Option<String> {
+                Some("pw".into())
+            }
+        }
+        let toml = format!(
+            "[[targets]]\nname = \"v\"\nkind = \"vault\"\nurl = \"https://v.example.com\"\n\
+             username = \"u\"\npassword_env = \"PW\"\n{extra}\n"
+        );
+        let c = crate::config::parse_str(&toml, "t", &Env).unwrap();
+        c.targets[0].settings::<VaultConfig>().unwrap().clone()
+    }
+
+    #[test]
+    fn burst_limit_share_is_above_0_and_at_most_1() {
+        for v in [1.0, 0.5, 0.001] {
+            assert_eq!(
+                parsed(&format!("burst_limit_share = {v:?}")).burst_limit_share,
+                v
+            );
+        }
+        for v in ["0", "0.0", "-0.1", "1.0001", "2"] {
+            let p = problems(&format!("burst_limit_share = {v}"));
+            assert_eq!(p.len(), 1, "{v}: {p:?}");
+            assert!(
+                p[0].starts_with("targets[0].burst_limit_share: ")
+                    && p[0].ends_with(
+                        " is not a share; use a number above 0 and at most 1, e.g. 0.05 for 5%"
+                    ),
+                "{v}: {p:?}"
+            );
+        }
+        assert_eq!(parsed("").burst_limit_share, DEFAULT_BURST_SHARE);
+    }
+
+    #[test]
+    fn burst_limit_reserve_is_0_to_below_1() {
+        for v in [0.0, 0.5, 0.999] {
+            assert_eq!(
+                parsed(&format!("burst_limit_reserve = {v:?}")).burst_limit_reserve,
+                v
+            );
+        }
+        for v in ["1", "1.0", "-0.01"] {
+            let p = problems(&format!("burst_limit_reserve = {v}"));
+            assert_eq!(p.len(), 1, "{v}: {p:?}");
+            assert!(
+                p[0].ends_with(" is not a share; use a number from 0 to below 1, e.g. 0.1 for 10%"),
+                "{v}: {p:?}"
+            );
+        }
+        assert_eq!(parsed("").burst_limit_reserve, DEFAULT_BURST_RESERVE);
+    }
+
+    #[test]
+    fn vault_id_is_positive() {
+        assert_eq!(parsed("vault_id = 1").vault_id, Some(1));
+        assert_eq!(parsed("vault_id = 4242").vault_id, Some(4242));
+        assert_eq!(parsed("").vault_id, None);
+        for id in [0, -3] {
+            assert_eq!(
+                problems(&format!("vault_id = {id}")),
+                [format!(
+                    "targets[0].vault_id: {id} is not a Vault id; use the positive number \
+                     shown as vaultId at login, or leave it out"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn client_id_and_api_version_keep_their_values() {
+        let v = parsed(
+            "client_id = \"my.tool-1_x\"\napi_version = \"v24.1\"\nresolve_owner_names = true",
+        );
+        assert_eq!(
+            (
+                v.client_id.as_str(),
+                v.api_version.as_str(),
+                v.resolve_owner_names
+            ),
+            ("my.tool-1_x", "v24.1", true)
+        );
+        assert!(!parsed("").resolve_owner_names);
+        assert_eq!(
+            problems("client_id = \"a b\""),
+            [
+                "targets[0].client_id: \"a b\" is not a valid X-VaultAPI-ClientID; use at most \
+              100 letters, digits, '.', '_' or '-'"
+            ]
+        );
+    }
+
+    #[test]
+    fn client_ids_are_1_to_100_allowed_characters() {
+        let max = "c".repeat(100);
+        for ok in ["a", "A.b_c-9", max.as_str()] {
+            assert!(valid_client_id(ok), "{ok}");
+        }
+        let over = "c".repeat(101);
+        for bad in ["", over.as_str(), "a b", "a:b", "a/b", "é"] {
+            assert!(!valid_client_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn api_versions_are_v_digits_dot_digits() {
+        for ok in ["v25.2", "v1.0", "v100.10"] {
+            assert!(valid_api_version(ok), "{ok}");
+        }
+        for bad in [
+            "25.2", "V25.2", "v25", "v25.2.1", "v.2", "v25.", "vx.2", "v25.x", "v 25.2", "",
+        ] {
+            assert!(!valid_api_version(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_api_path_is_found_in_any_segment() {
+        let has = |s: &str| url_has_api_path(&s.parse().unwrap());
+        for yes in [
+            "https://h/api",
+            "https://h//api//",
+            "https://h/API/V25.2",
+            "https://h/p/api/v1/x",
+        ] {
+            assert!(has(yes), "{yes}");
+        }
+        for no in [
+            "https://h",
+            "https://h/apis",
+            "https://h/api/vault",
+            "https://h/api/v",
+            "https://h/x/y",
+        ] {
+            assert!(!has(no), "{no}");
+        }
+    }
 }
