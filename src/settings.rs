@@ -667,6 +667,7 @@ mod tests {
             base_dir,
             env: &env,
             problems: &mut problems,
+            default_url: None,
         });
         (r, problems.iter().map(Problem::to_string).collect())
     }
