@@ -37,6 +37,7 @@ declare -A tests=(
   [src/kinds/vault/wire.rs]=kinds::vault::wire::
   [src/kinds/deepset/wire.rs]=kinds::deepset::wire::
   [src/kinds/vault/budget.rs]=kinds::vault::budget::
+  [src/kinds/s3/guard.rs]=kinds::s3::guard::
   [src/shard.rs]=shard::tests::
   [src/poller/board.rs]=poller::board::
   [src/upstream/redact.rs]=upstream::redact::
@@ -60,7 +61,7 @@ if [ "${files[*]}" = "--validation" ]; then
   files=(src/config.rs src/settings.rs src/kinds/vault/mod.rs src/kinds/deepset/mod.rs)
 elif [ ${#files[@]} -eq 0 ]; then
   files=(src/poller/history.rs src/upstream/lenient.rs src/kinds/vault/wire.rs src/kinds/deepset/wire.rs
-         src/kinds/vault/budget.rs src/shard.rs src/poller/board.rs)
+         src/kinds/vault/budget.rs src/kinds/s3/guard.rs src/shard.rs src/poller/board.rs)
 fi
 
 status=0
