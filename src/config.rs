@@ -1690,4 +1690,216 @@ api_key_env = "DS_KEY"
             assert!(check_url(ok).is_ok(), "{ok}");
         }
     }
+
+    /// The keys of a Vault target, through the loader (issue 17: the
+    /// mutation testing of the validation, docs/testing.md). Here rather
+    /// than in the kind's folder: the loader sits above the kinds.
+    mod vault_keys {
+        use crate::kinds::vault::*;
+
+        /// The problems of a Vault target with `extra` keys, as "key: message".
+        fn problems(extra: &str) -> Vec<String> {
+            struct Env;
+            impl crate::settings::Environment for Env {
+                fn var(&self, name: &str) -> Option<String> {
+                    (name == "PW").then(|| "pw".to_string())
+                }
+            }
+            let toml = format!(
+                "[[targets]]\nname = \"v\"\nkind = \"vault\"\nurl = \"https://v.example.com\"\n\
+                 username = \"u\"\npassword_env = \"PW\"\n{extra}\n"
+            );
+            match crate::config::parse_str(&toml, "t", &Env) {
+                Ok(_) => vec![],
+                Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+                    problems.iter().map(ToString::to_string).collect()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+
+        fn parsed(extra: &str) -> VaultConfig {
+            struct Env;
+            impl crate::settings::Environment for Env {
+                fn var(&self, _: &str) -> Option<String> {
+                    Some("pw".into())
+                }
+            }
+            let toml = format!(
+                "[[targets]]\nname = \"v\"\nkind = \"vault\"\nurl = \"https://v.example.com\"\n\
+                 username = \"u\"\npassword_env = \"PW\"\n{extra}\n"
+            );
+            let c = crate::config::parse_str(&toml, "t", &Env).unwrap();
+            c.targets[0].settings::<VaultConfig>().unwrap().clone()
+        }
+
+        #[test]
+        fn burst_limit_share_is_above_0_and_at_most_1() {
+            for v in [1.0, 0.5, 0.001] {
+                assert_eq!(
+                    parsed(&format!("burst_limit_share = {v:?}")).burst_limit_share,
+                    v
+                );
+            }
+            for v in ["0", "0.0", "-0.1", "1.0001", "2"] {
+                let p = problems(&format!("burst_limit_share = {v}"));
+                assert_eq!(p.len(), 1, "{v}: {p:?}");
+                assert!(
+                    p[0].starts_with("targets[0].burst_limit_share: ")
+                        && p[0].ends_with(
+                            " is not a share; use a number above 0 and at most 1, e.g. 0.05 for 5%"
+                        ),
+                    "{v}: {p:?}"
+                );
+            }
+            assert_eq!(parsed("").burst_limit_share, DEFAULT_BURST_SHARE);
+        }
+
+        #[test]
+        fn burst_limit_reserve_is_0_to_below_1() {
+            for v in [0.0, 0.5, 0.999] {
+                assert_eq!(
+                    parsed(&format!("burst_limit_reserve = {v:?}")).burst_limit_reserve,
+                    v
+                );
+            }
+            for v in ["1", "1.0", "-0.01"] {
+                let p = problems(&format!("burst_limit_reserve = {v}"));
+                assert_eq!(p.len(), 1, "{v}: {p:?}");
+                assert!(
+                    p[0].ends_with(
+                        " is not a share; use a number from 0 to below 1, e.g. 0.1 for 10%"
+                    ),
+                    "{v}: {p:?}"
+                );
+            }
+            assert_eq!(parsed("").burst_limit_reserve, DEFAULT_BURST_RESERVE);
+        }
+
+        #[test]
+        fn vault_id_is_positive() {
+            assert_eq!(parsed("vault_id = 1").vault_id, Some(1));
+            assert_eq!(parsed("vault_id = 4242").vault_id, Some(4242));
+            assert_eq!(parsed("").vault_id, None);
+            for id in [0, -3] {
+                assert_eq!(
+                    problems(&format!("vault_id = {id}")),
+                    [format!(
+                        "targets[0].vault_id: {id} is not a Vault id; use the positive number \
+                         shown as vaultId at login, or leave it out"
+                    )]
+                );
+            }
+        }
+
+        #[test]
+        fn client_id_and_api_version_keep_their_values() {
+            let v = parsed(
+                "client_id = \"my.tool-1_x\"\napi_version = \"v24.1\"\nresolve_owner_names = true",
+            );
+            assert_eq!(
+                (
+                    v.client_id.as_str(),
+                    v.api_version.as_str(),
+                    v.resolve_owner_names
+                ),
+                ("my.tool-1_x", "v24.1", true)
+            );
+            assert!(!parsed("").resolve_owner_names);
+            assert_eq!(
+                problems("client_id = \"a b\""),
+                [
+                    "targets[0].client_id: \"a b\" is not a valid X-VaultAPI-ClientID; use at most \
+                  100 letters, digits, '.', '_' or '-'"
+                ]
+            );
+        }
+    }
+
+    mod deepset_keys {
+        //! The keys of a deepset target (issue 17: the mutation testing of the
+        //! validation, docs/testing.md).
+        use crate::kinds::deepset::*;
+        use std::time::Duration;
+
+        struct Env;
+        impl crate::settings::Environment for Env {
+            fn var(&self, name: &str) -> Option<String> {
+                (name == "KEY").then(|| "k".to_string())
+            }
+        }
+
+        const BASE: &str = "[[targets]]\nname = \"d\"\nkind = \"deepset\"\n\
+                            url = \"https://api.cloud.deepset.ai\"\nworkspace = \"w\"\n\
+                            api_key_env = \"KEY\"\n";
+
+        fn parse(extra: &str) -> Result<DeepsetConfig, Vec<String>> {
+            parse_toml(&format!("{BASE}{extra}\n"))
+        }
+
+        fn parse_toml(toml: &str) -> Result<DeepsetConfig, Vec<String>> {
+            match crate::config::parse_str(toml, "t", &Env) {
+                Ok(c) => Ok(c.targets[0].settings::<DeepsetConfig>().unwrap().clone()),
+                Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+                    Err(problems.iter().map(ToString::to_string).collect())
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+
+        #[test]
+        fn expired_window_defaults_to_a_day_and_may_be_zero() {
+            assert_eq!(
+                parse("").unwrap().expired_window,
+                Duration::from_secs(24 * 3600)
+            );
+            assert_eq!(
+                parse("expired_window = \"0s\"").unwrap().expired_window,
+                Duration::ZERO
+            );
+            let p = parse("expired_window = \"a while\"").unwrap_err();
+            assert_eq!(p.len(), 1);
+            assert!(
+                p[0].starts_with("targets[0].expired_window: \"a while\" is not a duration"),
+                "{p:?}"
+            );
+        }
+
+        #[test]
+        fn pagination_is_cursor_unless_page() {
+            assert_eq!(parse("").unwrap().pagination, Pagination::Cursor);
+            assert_eq!(
+                parse("pagination = \"cursor\"").unwrap().pagination,
+                Pagination::Cursor
+            );
+            assert_eq!(
+                parse("pagination = \"page\"").unwrap().pagination,
+                Pagination::Page
+            );
+            assert_eq!(
+                parse("pagination = \"Page\"").unwrap_err(),
+                [
+                    "targets[0].pagination: \"Page\" is not a pagination style; use \"cursor\" \
+                  (default) or \"page\""
+                ]
+            );
+        }
+
+        #[test]
+        fn workspace_and_api_key_are_required() {
+            let d = parse("").unwrap();
+            assert_eq!((d.workspace.as_str(), d.api_key.expose()), ("w", "k"));
+            assert_eq!(
+                parse_toml(&BASE.replace("workspace = \"w\"", "workspace = \"\"")).unwrap_err(),
+                ["targets[0].workspace: missing; set the deepset workspace name"]
+            );
+            assert_eq!(
+                parse("api_key = \"k\"").unwrap_err(),
+                [
+                    "targets[0].api_key: secrets may not be written in the configuration file; put it \
+                  in an environment variable (api_key_env) or a file (api_key_file)"
+                ]
+            );
+        }
+    }
 }
