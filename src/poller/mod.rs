@@ -38,11 +38,6 @@ impl Source {
         kinds::source_for(target, limiter).map(Source)
     }
 
-    /// The kind's client, e.g. to downcast in tests.
-    pub fn inner(&mut self) -> &mut dyn kinds::Source {
-        self.0.as_mut()
-    }
-
     /// Fetches the current sessions.
     pub async fn fetch(&mut self, now: i64) -> Result<Vec<Session>, FetchError> {
         self.0.fetch(now).await

@@ -201,12 +201,7 @@ async fn one_target_per_bucket_prefixes_and_the_rule_gauge() {
     empty.lifecycle = Some(vec![LifecycleRule::abort_after("all", "", 7)]);
     let sim = s3_sim(vec![bucket, empty]).await;
     let mut cfg = config(&sim, "prefix = \"incoming/\"");
-    // The same configuration with two buckets: two targets.
-    let two = config(&sim, "prefix = \"incoming/\"")
-        .targets
-        .into_iter()
-        .next()
-        .unwrap();
+    // One configuration with two buckets: two targets.
     let url = sim.s3_url().unwrap();
     let toml = format!(
         "[[targets]]\nname = \"s3\"\nkind = \"s3\"\nurl = \"{url}\"\nbuckets = [\"uploads\", \"empty\"]\n\
@@ -215,7 +210,6 @@ async fn one_target_per_bucket_prefixes_and_the_rule_gauge() {
     let both = parse_str(&toml, "s3.toml", &env()).unwrap();
     let names: Vec<&str> = both.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["s3:uploads", "s3:empty"]);
-    drop(two);
     cfg.targets.push(both.targets[1].clone());
     let (text, failed) = poll_all_once(&cfg).await;
     assert!(failed.is_empty(), "{failed:?}");

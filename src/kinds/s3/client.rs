@@ -307,6 +307,7 @@ impl S3Client {
                 endpoint,
                 retry_after: header_u64(&resp.headers, "retry-after").map(Duration::from_secs),
             },
+            // Any other 503 or 429 (a proxy in front of the store, say).
             _ if status == 503 || status == 429 => FetchError::RateLimited {
                 endpoint,
                 retry_after: header_u64(&resp.headers, "retry-after").map(Duration::from_secs),

@@ -54,18 +54,13 @@ pub fn abort_rules(l: &Lifecycle) -> Vec<AbortRule> {
 }
 
 /// The rule that aborts uploads of `key` first: of the rules whose prefix
-/// the key starts with, the one with the fewest days.
+/// the key starts with, the one with the fewest days. Given a target's
+/// prefix instead of a key, the rule that covers every key under it.
 pub fn rule_for<'a>(rules: &'a [AbortRule], key: &str) -> Option<&'a AbortRule> {
     rules
         .iter()
         .filter(|r| key.starts_with(&r.prefix))
         .min_by_key(|r| r.days)
-}
-
-/// The rule that covers every key under `prefix` (the target's): of the
-/// rules whose prefix `prefix` starts with, the one with the fewest days.
-pub fn rule_covering<'a>(rules: &'a [AbortRule], prefix: &str) -> Option<&'a AbortRule> {
-    rule_for(rules, prefix)
 }
 
 /// When S3 aborts an upload initiated at `initiated` under a rule of `days`:
@@ -135,14 +130,15 @@ mod tests {
         assert_eq!(rule_for(&r, "incoming/x.bin").map(|r| r.days), Some(2));
         assert_eq!(rule_for(&r, "other").map(|r| r.days), Some(7));
         assert_eq!(rule_for(&r, "old/a").map(|r| r.days), Some(5));
-        assert_eq!(rule_covering(&r, "incoming/").map(|r| r.days), Some(2));
-        assert_eq!(rule_covering(&r, "incoming").map(|r| r.days), Some(7));
+        // A target's prefix: the rule covering every key under it.
+        assert_eq!(rule_for(&r, "incoming/").map(|r| r.days), Some(2));
+        assert_eq!(rule_for(&r, "incoming").map(|r| r.days), Some(7));
         let only_in = vec![AbortRule {
             prefix: "incoming/".into(),
             days: 2,
         }];
         assert_eq!(rule_for(&only_in, "elsewhere/x"), None);
-        assert_eq!(rule_covering(&only_in, ""), None);
+        assert_eq!(rule_for(&only_in, ""), None);
         assert!(rules("<LifecycleConfiguration/>").is_empty());
     }
 }

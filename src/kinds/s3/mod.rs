@@ -409,7 +409,7 @@ impl Source for S3Source {
         match self
             .rules
             .as_deref()
-            .and_then(|r| lifecycle::rule_covering(r, &self.prefix))
+            .and_then(|r| lifecycle::rule_for(r, &self.prefix))
         {
             Some(rule) => vec![(Family::AbortAfter, Value::U(u64::from(rule.days) * 86_400))],
             None => Vec::new(),

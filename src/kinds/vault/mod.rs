@@ -287,13 +287,6 @@ pub struct VaultSource {
     budget: budget::Budget,
 }
 
-impl VaultSource {
-    /// The client (tests look at its logins).
-    pub fn client(&self) -> &VaultClient {
-        &self.client
-    }
-}
-
 impl Source for VaultSource {
     fn fetch(&mut self, now: UnixMillis) -> BoxFuture<'_, Result<Vec<Session>, FetchError>> {
         Box::pin(async move {
