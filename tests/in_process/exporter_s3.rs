@@ -266,6 +266,8 @@ async fn the_cost_guard_caps_list_parts_per_poll() {
     }
     // 2 per poll, round robin: all five listed after three polls.
     assert_eq!(per_poll, [2, 2, 2, 2]);
+    // The lifecycle configuration is read once an hour, not every poll.
+    assert_eq!(s3.request_count(S3Endpoint::GetLifecycle), 1);
     assert_eq!(state.owners()[ALICE].uploaded, 50);
     sim.shutdown().await;
 }
@@ -381,6 +383,16 @@ fn configuration_errors_name_the_key() {
         .settings::<upload_session_exporter::kinds::s3::S3Config>()
         .unwrap();
     assert!(!s.path_style && s.access_key_id.is_none());
+    // With a url the region is only signed, never part of a host name.
+    let got = p(
+        "[[targets]]\nname = \"a\"\nkind = \"s3\"\nurl = \"http://127.0.0.1:9\"\n\
+                 region = \"eu west\"\nbuckets = [\"b\"]\n",
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("targets[0].region: \"eu west\" is not a region"),
+        "{got:?}"
+    );
     // Half a key pair, an inline secret, a Vault key, a bad count.
     let got = p("[[targets]]\nname = \"a\"\nkind = \"s3\"\nurl = \"http://127.0.0.1:9\"\nbuckets = [\"b\", \"b\"]\n\
                  access_key_id_env = \"S3_KEY\"\nsecret_access_key = \"x\"\nusername = \"u\"\nmax_list_parts_per_poll = 0\n");
