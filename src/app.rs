@@ -12,8 +12,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TargetConfig};
+use crate::kinds;
 use crate::metrics::exposition::PagePublisher;
-use crate::poller::{self, Readiness, Shared, Source, TargetState};
+use crate::poller::{self, Found, Readiness, Shared, Source, TargetState};
 use crate::server::{self, ReloadRequest, ServerState};
 use crate::shard::Shard;
 use crate::upstream::RequestLimiter;
@@ -119,6 +120,12 @@ struct Supervisor {
     shutdown: CancellationToken,
     shard: Option<Shard>,
     log: Option<crate::logging::LogControl>,
+    /// The configured targets this replica polls, by name. Targets that
+    /// find their targets at run time are polled by every replica (each
+    /// needs the list); what they find is sharded.
+    configured: BTreeMap<String, TargetConfig>,
+    /// What each of those found last, by its name.
+    found: BTreeMap<String, Vec<TargetConfig>>,
 }
 
 impl Supervisor {
@@ -127,13 +134,97 @@ impl Supervisor {
             log.set(config.exporter.log_level);
         }
         let mut summary = ReloadSummary::default();
-        let mut wanted = BTreeMap::new();
+        let mut configured = BTreeMap::new();
         for t in config.targets {
-            if self.shard.is_none_or(|s| s.owns(&t.name)) {
-                wanted.insert(t.name.clone(), t);
+            if kinds::discovers(&t) || self.owns(&t.name) {
+                configured.insert(t.name.clone(), t);
             } else {
                 summary.other_shards += 1;
             }
+        }
+        // What a removed finder found goes with it; a changed one's finds
+        // keep polling until it reports anew (nothing goes dark meanwhile).
+        self.found.retain(|name, _| configured.contains_key(name));
+        self.configured = configured;
+        self.sync(&mut summary).await;
+        // The running clients share the limiter: a new size applies to
+        // them too (permits in use are taken back as they are released).
+        self.shared
+            .limiter
+            .resize(config.exporter.max_concurrent_requests);
+        summary
+    }
+
+    /// Takes in what a finder found: its targets start (or stop) polling.
+    async fn take(&mut self, found: Found) {
+        let name = found.by.name.clone();
+        if self.configured.get(&name) != Some(&found.by) {
+            // Found by a finder a reload has since changed or removed.
+            let _ = found.taken.send(());
+            return;
+        }
+        if self.found.get(&name) == Some(&found.targets) {
+            let _ = found.taken.send(());
+            return;
+        }
+        self.found.insert(name.clone(), found.targets);
+        let mut summary = ReloadSummary::default();
+        // Registers the new targets with `/-/ready` before answering.
+        let started = self.sync_with(&mut summary, Some(found.taken)).await;
+        if started {
+            tracing::info!(
+                target = %name,
+                added = %summary.added.join(", "),
+                removed = %summary.removed.join(", "),
+                changed = %summary.changed.join(", "),
+                "the targets found changed"
+            );
+        }
+    }
+
+    fn owns(&self, name: &str) -> bool {
+        self.shard.is_none_or(|s| s.owns(name))
+    }
+
+    /// Every target to poll: the configured ones and those found.
+    fn wanted(&self) -> BTreeMap<String, TargetConfig> {
+        let mut wanted = self.configured.clone();
+        for (by, targets) in &self.found {
+            for t in targets.iter().filter(|t| self.owns(&t.name)) {
+                if wanted.contains_key(&t.name) {
+                    tracing::warn!(
+                        target = %by,
+                        found = %t.name,
+                        "a target found has the name of a configured one; the configured one is polled"
+                    );
+                } else {
+                    wanted.insert(t.name.clone(), t.clone());
+                }
+            }
+        }
+        wanted
+    }
+
+    async fn sync(&mut self, summary: &mut ReloadSummary) {
+        self.sync_with(summary, None).await;
+    }
+
+    /// Starts, restarts and stops poll tasks until they match
+    /// [`wanted`](Self::wanted); answers `registered` once every target to
+    /// start is waited for by `/-/ready`. True if anything changed.
+    async fn sync_with(
+        &mut self,
+        summary: &mut ReloadSummary,
+        registered: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
+        let wanted = self.wanted();
+        for name in wanted.keys() {
+            if !self.running.contains_key(name) {
+                self.shared.readiness.wait_for(name);
+            }
+        }
+        if let Some(r) = registered {
+            let _ = r.send(());
         }
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
@@ -163,7 +254,6 @@ impl Supervisor {
                     r.handle.await.ok()
                 }
                 None => {
-                    self.shared.readiness.wait_for(&name);
                     summary.added.push(name.clone());
                     None
                 }
@@ -184,12 +274,7 @@ impl Supervisor {
                 },
             );
         }
-        // The running clients share the limiter: a new size applies to
-        // them too (permits in use are taken back as they are released).
-        self.shared
-            .limiter
-            .resize(config.exporter.max_concurrent_requests);
-        summary
+        !(summary.added.is_empty() && summary.removed.is_empty() && summary.changed.is_empty())
     }
 
     async fn stop_all(&mut self) {
@@ -274,11 +359,13 @@ impl Exporter {
         publisher.set_reload_result(true);
         let readiness = Readiness::new(std::iter::empty());
         let board = opts.sessions_page.then(crate::poller::board::Board::new);
+        let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
         let shared = Shared {
             publisher: Arc::clone(&publisher),
             limiter: RequestLimiter::new(config.exporter.max_concurrent_requests),
             readiness: Arc::clone(&readiness),
             board: board.clone(),
+            found: Some(found_tx),
         };
         let mut supervisor = Supervisor {
             shared,
@@ -286,6 +373,8 @@ impl Exporter {
             shutdown: shutdown.clone(),
             shard: opts.shard,
             log: opts.log.clone(),
+            configured: BTreeMap::new(),
+            found: BTreeMap::new(),
         };
         let summary = supervisor.apply(config).await;
         if let Some(shard) = opts.shard {
@@ -297,6 +386,19 @@ impl Exporter {
             publisher: Arc::clone(&publisher),
         });
         let mut tasks = JoinSet::new();
+        let finds = Arc::clone(&control);
+        let finds_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    found = found_rx.recv() => match found {
+                        Some(f) => finds.supervisor.lock().await.take(f).await,
+                        None => break,
+                    },
+                    _ = finds_shutdown.cancelled() => break,
+                }
+            }
+        });
         let publishing = tokio::spawn(Arc::clone(&publisher).run_publisher());
         let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
         let reloads = Arc::clone(&control);
@@ -381,7 +483,9 @@ impl Exporter {
 }
 
 /// Polls every target once, concurrently; returns the exposition and the
-/// targets that failed with their errors (for `--once`).
+/// targets that failed with their errors (for `--once`). Targets that find
+/// their targets at run time go first; what they find is polled with the
+/// rest (only this replica's share of it, with a `shard`).
 ///
 /// Requests in flight are bounded by `max_concurrent_requests` as in the
 /// daemon. Polls in progress are bounded by the same number: that keeps
@@ -391,19 +495,60 @@ impl Exporter {
 /// long polls could all run past their deadlines together, with no later poll to
 /// finish the job.
 pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
+    poll_all_once_in(config, None).await
+}
+
+/// [`poll_all_once`] for one replica of a sharded fleet.
+pub async fn poll_all_once_in(
+    config: &Config,
+    shard: Option<Shard>,
+) -> (String, Vec<(String, String)>) {
     let publisher = PagePublisher::new();
     let size = config.exporter.max_concurrent_requests;
     let limiter = RequestLimiter::new(size);
     let polls = Arc::new(Semaphore::new(size));
+    let (finders, mut targets): (Vec<TargetConfig>, Vec<TargetConfig>) =
+        config.targets.iter().cloned().partition(kinds::discovers);
+    let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
+    let collect = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(f) = found_rx.recv().await {
+            let _ = f.taken.send(());
+            all.extend(f.targets);
+        }
+        all
+    });
+    let mut failed = poll_round(finders, &publisher, &limiter, &polls, Some(found_tx)).await;
+    for t in collect.await.unwrap_or_default() {
+        if shard.is_none_or(|s| s.owns(&t.name)) && !targets.iter().any(|c| c.name == t.name) {
+            targets.push(t);
+        }
+    }
+    failed.extend(poll_round(targets, &publisher, &limiter, &polls, None).await);
+    failed.sort();
+    let text = String::from_utf8_lossy(&publisher.assemble().plain).into_owned();
+    (text, failed)
+}
+
+/// Polls `targets` once, concurrently, publishing each; the failed ones
+/// with their errors. Finders among them send what they find to `found`.
+async fn poll_round(
+    targets: Vec<TargetConfig>,
+    publisher: &Arc<PagePublisher>,
+    limiter: &RequestLimiter,
+    polls: &Arc<Semaphore>,
+    found: Option<mpsc::UnboundedSender<Found>>,
+) -> Vec<(String, String)> {
     let mut tasks = JoinSet::new();
-    for target in config.targets.clone() {
-        let publisher = Arc::clone(&publisher);
+    for target in targets {
+        let publisher = Arc::clone(publisher);
         let limiter = limiter.clone();
-        let polls = Arc::clone(&polls);
+        let polls = Arc::clone(polls);
+        let found = found.clone();
         tasks.spawn(async move {
             let _slot = polls.acquire_owned().await;
             let mut state = TargetState::for_target(&target);
-            let result = match Source::new(&target, &limiter) {
+            let result = match Source::finding(&target, &limiter, found.as_ref()) {
                 Ok(mut source) => {
                     let r = poller::poll_once(&target, &mut source, &mut state).await;
                     source.close().await;
@@ -419,6 +564,9 @@ pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
             (target.name, result.err().map(|e| e.to_string()))
         });
     }
+    // The senders held by the tasks go with them; this one goes now, so the
+    // receiver ends once the round has.
+    drop(found);
     let mut failed = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
@@ -427,7 +575,41 @@ pub async fn poll_all_once(config: &Config) -> (String, Vec<(String, String)>) {
             Err(e) => failed.push(("?".into(), format!("poll task failed: {e}"))),
         }
     }
-    failed.sort();
-    let text = String::from_utf8_lossy(&publisher.assemble().plain).into_owned();
-    (text, failed)
+    failed
+}
+
+/// The configuration with every target that finds its targets at run time
+/// replaced by what it finds now (one round of calls), and the finders that
+/// failed with their errors (for `sessions`).
+pub async fn with_found(config: &Config) -> (Config, Vec<(String, String)>) {
+    let limiter = RequestLimiter::new(config.exporter.max_concurrent_requests);
+    let mut out = config.clone();
+    out.targets.retain(|t| !kinds::discovers(t));
+    let mut failed = Vec::new();
+    for finder in config.targets.iter().filter(|t| kinds::discovers(t)) {
+        let found = match kinds::discoverer_for(finder, &limiter) {
+            Ok(mut client) => {
+                let deadline = finder.poll_interval.max(finder.timeout);
+                match tokio::time::timeout(deadline, client.discover()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(crate::upstream::FetchError::Timeout {
+                        endpoint: "poll",
+                        timeout: deadline,
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(targets) => {
+                for t in targets {
+                    if !out.targets.iter().any(|c| c.name == t.name) {
+                        out.targets.push(t);
+                    }
+                }
+            }
+            Err(e) => failed.push((finder.name.clone(), format!("{e} ({})", e.reason()))),
+        }
+    }
+    (out, failed)
 }

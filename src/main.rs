@@ -13,7 +13,7 @@ use upload_session_exporter::logging::{self, LogFormat, LogLevel};
 use upload_session_exporter::metrics::exposition::{REVISION, VERSION};
 use upload_session_exporter::shard::Shard;
 use upload_session_exporter::web::WebConfigWatcher;
-use upload_session_exporter::{demo, report, server};
+use upload_session_exporter::{demo, kinds, report, server};
 
 /// Used when `--config.file` is not given and this file exists.
 const DEFAULT_CONFIG: &str = "config/upload_session_exporter.toml";
@@ -223,6 +223,12 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
     }
 
     if let Some(Command::Sessions { target }) = &cli.command {
+        // Targets found at run time (S3 buckets) are named like configured
+        // ones, so they are found before a name is looked up.
+        let (config, finders_failed) = app::with_found(&config).await;
+        for (finder, err) in &finders_failed {
+            eprintln!("upload_session_exporter: target {finder}: cannot find its targets: {err}");
+        }
         let config = match share(&config, shard, target.as_deref()) {
             Ok(c) => c,
             Err(msg) => {
@@ -246,7 +252,7 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
                         }
                     }
                 }
-                if ok {
+                if ok && finders_failed.is_empty() {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
@@ -270,7 +276,7 @@ async fn run(cli: Cli, log: Option<logging::LogControl>) -> ExitCode {
         if config.targets.is_empty() {
             eprintln!("upload_session_exporter: {}", none_owned(shard));
         }
-        let (text, failed) = app::poll_all_once(&config).await;
+        let (text, failed) = app::poll_all_once_in(&config, shard).await;
         print!("{text}");
         for (target, err) in &failed {
             eprintln!("upload_session_exporter: target {target}: {err}");
@@ -412,7 +418,11 @@ fn share(config: &Config, shard: Option<Shard>, only: Option<&str>) -> Result<Co
         }
     }
     let mut config = config.clone();
-    config.targets.retain(|t| shard.owns(&t.name));
+    // A target that finds its targets runs on every replica; what it finds
+    // is shared out.
+    config
+        .targets
+        .retain(|t| kinds::discovers(t) || shard.owns(&t.name));
     Ok(config)
 }
 

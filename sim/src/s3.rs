@@ -1811,6 +1811,19 @@ impl S3Control {
         st.buckets.keys().cloned().collect()
     }
 
+    /// Creates a bucket as CreateBucket does; `false` if the name is taken,
+    /// not a bucket name, or the bucket cap is reached.
+    pub fn create_bucket(&self, name: &str) -> bool {
+        self.inner.create_bucket(name).is_ok()
+    }
+
+    /// Deletes a bucket with whatever it holds (DeleteBucket refuses a
+    /// bucket that is not empty); `false` if there is none.
+    pub fn remove_bucket(&self, name: &str) -> bool {
+        let (mut st, _) = self.inner.settled();
+        st.buckets.remove(name).is_some()
+    }
+
     /// Places an upload into a bucket (ignoring the caps); its id, or
     /// `None` for an unknown bucket or a part number out of 1..=10000. An
     /// upload with the same id is replaced.

@@ -32,6 +32,31 @@ pub fn find(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)
 }
 
+/// True if `target` stands for targets its kind finds at run time (an S3
+/// target without `buckets`); it is then not polled for sessions but
+/// through [`discoverer_for`].
+pub fn discovers(target: &TargetConfig) -> bool {
+    find(target.kind_name()).is_some_and(|k| k.discovers(target))
+}
+
+/// The client that finds the targets `target` stands for.
+pub fn discoverer_for(
+    target: &TargetConfig,
+    limiter: &RequestLimiter,
+) -> Result<Box<dyn Discover>, FetchError> {
+    match find(target.kind_name()) {
+        Some(kind) => kind.discoverer(target, limiter),
+        None => Err(unregistered(target)),
+    }
+}
+
+fn unregistered(target: &TargetConfig) -> FetchError {
+    FetchError::Connect {
+        endpoint: "poll",
+        detail: format!("no kind {:?} is registered", target.kind_name()),
+    }
+}
+
 /// The client that polls `target`, built by its kind; its requests take
 /// their permits from `limiter`.
 pub fn source_for(
@@ -41,10 +66,7 @@ pub fn source_for(
     match find(target.kind_name()) {
         Some(kind) => kind.source(target, limiter),
         // Only a target built by hand with an unregistered kind gets here.
-        None => Err(FetchError::Connect {
-            endpoint: "poll",
-            detail: format!("no kind {:?} is registered", target.kind_name()),
-        }),
+        None => Err(unregistered(target)),
     }
 }
 
@@ -86,6 +108,37 @@ pub trait Kind: Sync {
         target: &TargetConfig,
         limiter: &RequestLimiter,
     ) -> Result<Box<dyn Source>, FetchError>;
+    /// True if `target` (as [`expand`](Kind::expand) left it) stands for
+    /// targets found at run time, e.g. an S3 target without `buckets`.
+    fn discovers(&self, _target: &TargetConfig) -> bool {
+        false
+    }
+    /// The client that finds them, for a target that [`discovers`](Kind::discovers).
+    fn discoverer(
+        &self,
+        target: &TargetConfig,
+        _limiter: &RequestLimiter,
+    ) -> Result<Box<dyn Discover>, FetchError> {
+        Err(FetchError::Connect {
+            endpoint: "poll",
+            detail: format!(
+                "target {:?}: a {} target finds no targets at run time",
+                target.name,
+                self.title()
+            ),
+        })
+    }
+}
+
+/// What the poll loop of a target that [`Kind::discovers`] asks of its
+/// client: the targets to poll, found anew each interval.
+pub trait Discover: Send {
+    /// The targets `target` stands for now, each as complete as
+    /// [`Kind::expand`] would have made it (S3: one per bucket, named
+    /// `<name>:<bucket>`).
+    fn discover(&mut self) -> BoxFuture<'_, Result<Vec<TargetConfig>, FetchError>>;
+    /// Upstream calls per endpoint since the last call of this method.
+    fn take_calls(&mut self) -> Vec<(&'static str, u64)>;
 }
 
 /// What the poll loop asks of a target's client. Owned by the target's

@@ -4,6 +4,7 @@
 //! off much more, because Vault locks accounts after repeated bad passwords.
 
 pub mod board;
+pub mod discovery;
 pub mod history;
 pub mod target;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,7 @@ use crate::model::{now_millis, Session};
 use crate::settings::TargetConfig;
 use crate::upstream::{ErrorReason, FetchError, RequestLimiter};
 
+pub use discovery::Found;
 pub use target::TargetState;
 
 /// Longest wait after ordinary failures.
@@ -33,8 +36,27 @@ pub struct Source(Box<dyn kinds::Source>);
 
 impl Source {
     /// Creates the client for a target (its kind builds it); its requests
-    /// take their permits from `limiter`.
+    /// take their permits from `limiter`. A target that finds its targets at
+    /// run time ([`kinds::discovers`]) drops what it finds: see
+    /// [`Source::finding`].
     pub fn new(target: &TargetConfig, limiter: &RequestLimiter) -> Result<Self, FetchError> {
+        Self::finding(target, limiter, None)
+    }
+
+    /// [`Source::new`]; a target that finds its targets at run time sends
+    /// what it finds to `found`.
+    pub fn finding(
+        target: &TargetConfig,
+        limiter: &RequestLimiter,
+        found: Option<&UnboundedSender<Found>>,
+    ) -> Result<Self, FetchError> {
+        if kinds::discovers(target) {
+            return Ok(Source(Box::new(discovery::Discovering {
+                client: kinds::discoverer_for(target, limiter)?,
+                target: target.clone(),
+                found: found.cloned(),
+            })));
+        }
         kinds::source_for(target, limiter).map(Source)
     }
 
@@ -84,6 +106,8 @@ pub struct Shared {
     /// Where each poll's sessions go for the `/sessions` page; `None` when
     /// the page is off (the sessions are then not kept).
     pub board: Option<Arc<board::Board>>,
+    /// Where targets that find their targets at run time send them.
+    pub found: Option<UnboundedSender<Found>>,
 }
 
 /// Polls one target once and returns its state: for `--once` and tests.
@@ -158,7 +182,7 @@ pub async fn run_target(
     if let Some(board) = &shared.board {
         board.publish(state.view());
     }
-    let mut source = match Source::new(&target, &shared.limiter) {
+    let mut source = match Source::finding(&target, &shared.limiter, shared.found.as_ref()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(target = %name, error = %e, "cannot create the upstream client");

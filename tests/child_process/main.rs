@@ -16,5 +16,6 @@ mod cli_output;
 mod deploy_files;
 mod packaging;
 mod readme;
+mod s3_cli;
 mod s3_moto;
 mod url_credentials;

@@ -8,9 +8,10 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::value;
+use common::{eventually, get, value};
 use time::OffsetDateTime;
-use upload_session_exporter::app::poll_all_once;
+use tokio_util::sync::CancellationToken;
+use upload_session_exporter::app::{poll_all_once, with_found, Exporter, ServeOptions};
 use upload_session_exporter::config::{parse_str, Config, Environment};
 use upload_session_exporter::poller::{poll_once, Source, TargetState};
 use upload_session_exporter::upstream::{ErrorReason, RequestLimiter};
@@ -357,17 +358,26 @@ fn configuration_errors_name_the_key() {
             .map(str::to_string)
             .collect::<Vec<_>>(),
     };
-    // AWS (no url): region required; buckets required.
-    let got = p("[[targets]]\nname = \"a\"\nkind = \"s3\"\n");
+    // AWS (no url): region required; buckets may be left out (found at
+    // run time) but not given empty.
+    let got = p("[[targets]]\nname = \"a\"\nkind = \"s3\"\nbuckets = []\n");
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(
         got[0].starts_with("s3.toml: targets[0].region: missing"),
         "{got:?}"
     );
     assert!(
-        got[1].starts_with("s3.toml: targets[0].buckets: missing"),
+        got[1].starts_with("s3.toml: targets[0].buckets: is empty"),
         "{got:?}"
     );
+    let c = parse_str(
+        "[[targets]]\nname = \"a\"\nkind = \"s3\"\nregion = \"eu-west-1\"\n",
+        "s3.toml",
+        &env(),
+    )
+    .unwrap();
+    let names: Vec<&str> = c.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a"], "the target that finds the buckets");
     // AWS with a region: its endpoint, virtual-hosted style.
     let c = parse_str(
         "[[targets]]\nname = \"a\"\nkind = \"s3\"\nregion = \"eu-west-1\"\nbuckets = [\"b\"]\n",
@@ -411,4 +421,216 @@ fn configuration_errors_name_the_key() {
     }
     assert_eq!(got.len(), want.len(), "{got:#?}");
     assert!(got.iter().all(|g| !g.contains("\"x\"")));
+}
+
+/// A target without `buckets`: the buckets ListBuckets returns.
+fn finder_config(sim: &Simulator, extra: &str) -> Config {
+    let url = sim.s3_url().expect("an S3 listener");
+    let toml = format!(
+        "[[targets]]\nname = \"all\"\nkind = \"s3\"\nurl = \"{url}\"\n\
+         access_key_id_env = \"S3_KEY\"\nsecret_access_key_env = \"S3_SECRET\"\ntimeout = \"5s\"\n{extra}\n"
+    );
+    match parse_str(&toml, "s3.toml", &env()) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn without_buckets_every_bucket_listbuckets_returns_is_watched() {
+    let now = OffsetDateTime::now_utc();
+    let (bucket, _) = uploads_bucket(now);
+    let mut empty = S3BucketSpec::new("empty");
+    empty.lifecycle = Some(vec![LifecycleRule::abort_after("all", "", 7)]);
+    let sim = s3_sim(vec![bucket, empty]).await;
+    let cfg = finder_config(&sim, "");
+    let (text, failed) = poll_all_once(&cfg).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    // The finder: up, one ListBuckets, no sessions of its own.
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_target_up{target=\"all\",kind=\"s3\"}"
+        ),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_api_requests_total{target=\"all\",endpoint=\"list_buckets\"}"
+        ),
+        "1"
+    );
+    assert!(!text.contains("{target=\"all\",owner_id"), "{text}");
+    // Each bucket found is a target of its own, with exact figures.
+    for b in ["all:uploads", "all:empty"] {
+        assert_eq!(
+            value(
+                &text,
+                &format!("upload_session_target_up{{target=\"{b}\",kind=\"s3\"}}")
+            ),
+            "1"
+        );
+    }
+    assert_eq!(
+        value(
+            &text,
+            &format!(
+                "upload_session_uploaded_bytes{{target=\"all:uploads\",owner_id=\"{ALICE}\"}}"
+            )
+        ),
+        (10 * MIB + 1100).to_string()
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_abort_after_seconds{target=\"all:empty\"}"
+        ),
+        "604800"
+    );
+    // `sessions` finds them too, under the same names.
+    let (found, failed) = with_found(&cfg).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let names: Vec<&str> = found.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["all:empty", "all:uploads"]);
+    // ListBuckets refused: the finder fails with its reason, nothing is found.
+    let s3 = sim.s3().unwrap();
+    assert!(s3.inject(
+        None,
+        FaultRule {
+            endpoint: Some(S3Endpoint::ListBuckets),
+            kind: FaultKind::HttpStatus {
+                status: 403,
+                content_type: "application/xml".into(),
+                body: "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                    .into(),
+            },
+            times: Some(2),
+        }
+    ));
+    let (text, failed) = poll_all_once(&cfg).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "all");
+    assert!(failed[0].1.contains("s3:ListAllMyBuckets"), "{failed:?}");
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_target_up{target=\"all\",kind=\"s3\"}"
+        ),
+        "0"
+    );
+    assert!(!text.contains("target=\"all:uploads\""));
+    let (_, failed) = with_found(&cfg).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].1.contains("(auth)"), "{failed:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn buckets_found_at_run_time_come_and_go_and_a_failing_listbuckets_loses_nothing() {
+    let now = OffsetDateTime::now_utc();
+    let (bucket, _) = uploads_bucket(now);
+    let sim = s3_sim(vec![bucket, S3BucketSpec::new("empty")]).await;
+    let mut cfg = finder_config(&sim, "");
+    cfg.targets[0].poll_interval = Duration::from_millis(300);
+    let shutdown = CancellationToken::new();
+    let exporter = Exporter::start(cfg, None, ServeOptions::loopback(), shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", exporter.addr());
+    let page = || async { get(&format!("{base}/metrics")).await.text().await.unwrap() };
+    let shows = |needle: String| {
+        let page = &page;
+        async move {
+            eventually(Duration::from_secs(10), || {
+                let needle = needle.clone();
+                async move { page().await.contains(&needle) }
+            })
+            .await
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&format!("{base}/-/ready")).await.status() == 200
+        })
+        .await
+    );
+    // Ready means the buckets found were polled too (they are waited for
+    // before the finder's poll ends): no target waits any more.
+    assert!(exporter.waiting_targets().is_empty());
+    // The page is assembled a moment after the polls.
+    assert!(shows("target=\"all:empty\"".into()).await);
+    let text = page().await;
+    assert_eq!(
+        value(
+            &text,
+            &format!(
+                "upload_session_uploaded_parts{{target=\"all:uploads\",owner_id=\"{ALICE}\"}}"
+            )
+        ),
+        "4",
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "upload_session_target_up{target=\"all:empty\",kind=\"s3\"}"
+        ),
+        "1"
+    );
+    // A new bucket is watched from the next ListBuckets on; a deleted one
+    // goes with its series.
+    let s3 = sim.s3().unwrap();
+    assert!(s3.create_bucket("fresh"));
+    let mut u = S3UploadSeed::new("f.bin", S3Identity::new(BOB, "bob"), now);
+    u.parts = vec![(1, 777)];
+    assert!(s3.insert_upload("fresh", u).is_some());
+    assert!(s3.remove_bucket("empty"));
+    assert!(
+        shows(format!(
+            "upload_session_uploaded_bytes{{target=\"all:fresh\",owner_id=\"{BOB}\"}} 777"
+        ))
+        .await,
+        "{}",
+        page().await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !page().await.contains("target=\"all:empty\"")
+        })
+        .await
+    );
+    // ListBuckets failing from now on: the finder reads down, the buckets
+    // found before keep being polled.
+    assert!(s3.inject(
+        None,
+        FaultRule {
+            endpoint: Some(S3Endpoint::ListBuckets),
+            kind: FaultKind::HttpStatus {
+                status: 500,
+                content_type: "application/xml".into(),
+                body: "<Error><Code>InternalError</Code><Message>oops</Message></Error>".into(),
+            },
+            times: None,
+        }
+    ));
+    assert!(shows("upload_session_target_up{target=\"all\",kind=\"s3\"} 0".into()).await);
+    let before = value(
+        &page().await,
+        "upload_session_api_requests_total{target=\"all:fresh\",endpoint=\"list_multipart_uploads\"}",
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let text = page().await;
+            value(
+                &text,
+                "upload_session_api_requests_total{target=\"all:fresh\",endpoint=\"list_multipart_uploads\"}",
+            ) != before
+                && text.contains("upload_session_target_up{target=\"all:uploads\",kind=\"s3\"} 1")
+        })
+        .await
+    );
+    shutdown.cancel();
+    exporter.stop().await;
+    sim.shutdown().await;
 }

@@ -32,6 +32,8 @@ pub mod endpoint {
     pub const LIST_PARTS: &str = "list_parts";
     /// `GetBucketLifecycleConfiguration`.
     pub const LIFECYCLE: &str = "get_bucket_lifecycle";
+    /// `ListBuckets` (targets without `buckets`).
+    pub const LIST_BUCKETS: &str = "list_buckets";
     /// Getting credentials from the AWS credential chain (not an S3 call).
     pub const CREDENTIALS: &str = "credentials";
 }
@@ -182,6 +184,27 @@ impl S3Client {
         Ok(out)
     }
 
+    /// The buckets ListBuckets returns, with their regions where the store
+    /// says them.
+    pub async fn list_buckets(
+        &self,
+        creds: &Credentials,
+    ) -> Result<Vec<(String, Option<String>)>, FetchError> {
+        let mut url = self.base.clone();
+        let path = format!("{}/", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query(None);
+        let body = self.get(endpoint::LIST_BUCKETS, url, creds).await?;
+        let list: wire::BucketList = self.decode(endpoint::LIST_BUCKETS, &body)?;
+        Ok(list
+            .buckets
+            .map(|b| b.bucket)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| Some((b.name?, b.bucket_region)))
+            .collect())
+    }
+
     /// The bucket's lifecycle configuration; `None` when it has none.
     pub async fn lifecycle(&self, creds: &Credentials) -> Result<Option<Lifecycle>, FetchError> {
         let url = self.url(None, &[("lifecycle", String::new())]);
@@ -296,12 +319,19 @@ impl S3Client {
             | "InvalidToken"
             | "TokenRefreshRequired" => FetchError::Auth {
                 endpoint,
-                detail: format!(
-                    "{what} (HTTP {status}); check the key pair, or the permissions \
-                     s3:ListBucketMultipartUploads, s3:ListMultipartUploadParts and \
-                     s3:GetLifecycleConfiguration on bucket {:?}",
-                    self.bucket
-                ),
+                detail: if self.bucket.is_empty() {
+                    format!(
+                        "{what} (HTTP {status}); check the key pair, or the permission \
+                         s3:ListAllMyBuckets (needed when buckets is not set)"
+                    )
+                } else {
+                    format!(
+                        "{what} (HTTP {status}); check the key pair, or the permissions \
+                         s3:ListBucketMultipartUploads, s3:ListMultipartUploadParts and \
+                         s3:GetLifecycleConfiguration on bucket {:?}",
+                        self.bucket
+                    )
+                },
             },
             "SlowDown" | "RequestLimitExceeded" | "Throttling" => FetchError::RateLimited {
                 endpoint,
@@ -323,32 +353,51 @@ impl S3Client {
     /// The credentials to sign this poll's requests with (the chain
     /// caches and refreshes them itself).
     pub async fn credentials(&mut self) -> Result<Credentials, FetchError> {
-        let provider = match &mut self.creds {
+        let slot = match &mut self.creds {
             Creds::Static(c) => return Ok(c.clone()),
-            Creds::Chain(Some(p)) => p.clone(),
-            Creds::Chain(slot) => {
-                let https = aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
-                let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(self.cfg.region.clone()))
-                    .http_client(https)
-                    .load()
-                    .await;
-                let Some(p) = conf.credentials_provider() else {
-                    return Err(no_credentials("no credential provider is configured"));
-                };
-                *slot = Some(p.clone());
-                p
-            }
+            Creds::Chain(slot) => slot,
         };
-        provider
-            .provide_credentials()
-            .await
-            .map_err(|e| no_credentials(&self.red.text(&e.to_string(), MESSAGE_CHARS)))
+        // aws-config reads profile and token files with blocking IO (see
+        // aws-types' os_shim_internal): building and asking the chain runs
+        // on a blocking thread, so a hung file system stalls this poll only.
+        let runtime = tokio::runtime::Handle::current();
+        let region = self.cfg.region.clone();
+        let known = slot.clone();
+        let asked = tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                let provider = match known {
+                    Some(p) => p,
+                    None => chain(region).await?,
+                };
+                let creds = provider.provide_credentials().await;
+                Ok::<_, String>((provider, creds))
+            })
+        })
+        .await;
+        let (provider, creds) = match asked {
+            Ok(Ok(r)) => r,
+            Ok(Err(why)) => return Err(no_credentials(&why)),
+            Err(e) => return Err(no_credentials(&format!("the credential chain failed: {e}"))),
+        };
+        *slot = Some(provider);
+        creds.map_err(|e| no_credentials(&self.red.text(&e.to_string(), MESSAGE_CHARS)))
     }
+}
+
+/// The standard AWS credential chain, its HTTPS client on rustls with ring.
+async fn chain(region: String) -> Result<SharedCredentialsProvider, String> {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .http_client(https)
+        .load()
+        .await;
+    conf.credentials_provider()
+        .ok_or_else(|| "no credential provider is configured".to_string())
 }
 
 fn no_credentials(why: &str) -> FetchError {

@@ -15,6 +15,7 @@ pub mod guard;
 pub mod lifecycle;
 pub mod wire;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -24,7 +25,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::kinds::{Kind, Source};
+use crate::kinds::{Discover, Kind, Source};
 use crate::metrics::text::Value;
 use crate::metrics::Family;
 use crate::model::{parse_timestamp, Measure, Session, SessionState, UnixMillis};
@@ -150,15 +151,19 @@ impl Kind for S3 {
                 Err(_) => input.problem("region", format!("{region:?} is not a region")),
             }
         }
-        let buckets = t.buckets.unwrap_or_default();
-        if buckets.is_empty() {
-            input.problem(
-                "buckets",
-                "missing; list the buckets to watch, e.g. buckets = [\"uploads\"] (each becomes \
-                 a target named <name>:<bucket>)",
-            );
-        }
-        let mut seen = std::collections::BTreeSet::new();
+        // Omitted: every bucket ListBuckets returns, found at run time.
+        let buckets = match t.buckets {
+            Some(b) if b.is_empty() => {
+                input.problem(
+                    "buckets",
+                    "is empty; list the buckets to watch, e.g. buckets = [\"uploads\"], or leave \
+                     the key out to watch every bucket ListBuckets returns",
+                );
+                b
+            }
+            b => b.unwrap_or_default(),
+        };
+        let mut seen = BTreeSet::new();
         for b in &buckets {
             if !valid_bucket(b) {
                 input.problem(
@@ -268,20 +273,34 @@ impl Kind for S3 {
     }
 
     fn expand(&self, target: TargetConfig) -> Vec<TargetConfig> {
-        let Some(cfg) = target.settings::<S3Config>() else {
-            return vec![target];
-        };
-        cfg.buckets
-            .iter()
-            .map(|b| {
-                let mut one = target.clone();
-                one.name = format!("{}:{b}", target.name);
-                if let Some(c) = one.settings_mut::<S3Config>() {
-                    c.bucket = Some(b.clone());
-                }
-                one
-            })
-            .collect()
+        match target.settings::<S3Config>() {
+            // Without buckets the target itself stays: it finds them.
+            Some(cfg) if !cfg.buckets.is_empty() => {
+                let buckets = cfg.buckets.clone();
+                per_bucket(&target, &buckets)
+            }
+            _ => vec![target],
+        }
+    }
+
+    fn discovers(&self, target: &TargetConfig) -> bool {
+        target
+            .settings::<S3Config>()
+            .is_some_and(|c| c.bucket.is_none() && c.buckets.is_empty())
+    }
+
+    fn discoverer(
+        &self,
+        target: &TargetConfig,
+        limiter: &RequestLimiter,
+    ) -> Result<Box<dyn Discover>, FetchError> {
+        let cfg = settings(target)?;
+        Ok(Box::new(BucketFinder {
+            client: S3Client::new(target, cfg, limiter)?,
+            target: target.clone(),
+            region: cfg.region.clone(),
+            passed_over: BTreeSet::new(),
+        }))
     }
 
     fn source(
@@ -289,12 +308,16 @@ impl Kind for S3 {
         target: &TargetConfig,
         limiter: &RequestLimiter,
     ) -> Result<Box<dyn Source>, FetchError> {
-        let cfg = target
-            .settings::<S3Config>()
-            .ok_or_else(|| FetchError::Connect {
+        let cfg = settings(target)?;
+        if cfg.bucket.is_none() {
+            return Err(FetchError::Connect {
                 endpoint: "poll",
-                detail: format!("target {:?} is not an S3 target", target.name),
-            })?;
+                detail: format!(
+                    "target {:?} names no bucket; its buckets are found at run time",
+                    target.name
+                ),
+            });
+        }
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Ok(Box::new(S3Source {
             client: S3Client::new(target, cfg, limiter)?,
@@ -309,6 +332,108 @@ impl Kind for S3 {
             rules_read_at: None,
         }))
     }
+}
+
+fn settings(target: &TargetConfig) -> Result<&S3Config, FetchError> {
+    target
+        .settings::<S3Config>()
+        .ok_or_else(|| FetchError::Connect {
+            endpoint: "poll",
+            detail: format!("target {:?} is not an S3 target", target.name),
+        })
+}
+
+/// One target per bucket, named `<name>:<bucket>`. Each knows only its own
+/// bucket, so that adding a bucket leaves the others' settings unchanged
+/// (a reload or a discovery then restarts none of them).
+fn per_bucket(target: &TargetConfig, buckets: &[String]) -> Vec<TargetConfig> {
+    buckets
+        .iter()
+        .map(|b| {
+            let mut one = target.clone();
+            one.name = format!("{}:{b}", target.name);
+            if let Some(c) = one.settings_mut::<S3Config>() {
+                c.buckets = vec![b.clone()];
+                c.bucket = Some(b.clone());
+            }
+            one
+        })
+        .collect()
+}
+
+/// Most buckets one target watches when it finds them itself; a store
+/// that lists more (or a hostile one) must not start unbounded poll loops.
+pub const MAX_FOUND_BUCKETS: usize = 1000;
+
+/// Finds the buckets of a target without `buckets` (ListBuckets).
+struct BucketFinder {
+    client: S3Client,
+    target: TargetConfig,
+    region: String,
+    /// Buckets already reported as passed over (warned about once).
+    passed_over: BTreeSet<String>,
+}
+
+impl Discover for BucketFinder {
+    fn discover(&mut self) -> BoxFuture<'_, Result<Vec<TargetConfig>, FetchError>> {
+        Box::pin(async move {
+            let creds = self.client.credentials().await?;
+            let listed = self.client.list_buckets(&creds).await?;
+            let (names, passed_over) = watched(listed, &self.region);
+            for (name, why) in passed_over {
+                if self.passed_over.insert(name.clone()) {
+                    tracing::warn!(
+                        target = %self.target.name,
+                        bucket = %name.chars().take(255).collect::<String>(),
+                        "bucket not watched: {why}"
+                    );
+                }
+            }
+            Ok(per_bucket(&self.target, &names))
+        })
+    }
+
+    fn take_calls(&mut self) -> Vec<(&'static str, u64)> {
+        self.client.take_calls()
+    }
+}
+
+/// Of the buckets ListBuckets returned (with their regions where the store
+/// says them), those to watch, sorted and at most [`MAX_FOUND_BUCKETS`],
+/// and those passed over with why. A bucket of another region would only
+/// answer with a redirect or a signature error.
+fn watched(
+    listed: Vec<(String, Option<String>)>,
+    region: &str,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut names = Vec::new();
+    let mut passed_over = Vec::new();
+    for (name, in_region) in listed {
+        if !valid_bucket(&name) {
+            passed_over.push((name, "its name is not a bucket name".to_string()));
+        } else if let Some(r) = in_region.filter(|r| !r.eq_ignore_ascii_case(region)) {
+            passed_over.push((
+                name,
+                format!("it is in region {r:?}, not {region:?}; add a target for that region"),
+            ));
+        } else {
+            names.push(name);
+        }
+    }
+    names.sort();
+    names.dedup();
+    if names.len() > MAX_FOUND_BUCKETS {
+        for name in names.split_off(MAX_FOUND_BUCKETS) {
+            passed_over.push((
+                name,
+                format!(
+                    "only the first {MAX_FOUND_BUCKETS} buckets by name are watched; list the \
+                     buckets to watch in buckets"
+                ),
+            ));
+        }
+    }
+    (names, passed_over)
 }
 
 impl KindConfig for S3Config {
@@ -570,6 +695,30 @@ mod tests {
         );
         assert!(to_model(&upload("", "u", None), None, None).is_none());
         assert!(to_model(&upload("k", "", None), None, None).is_none());
+    }
+
+    #[test]
+    fn buckets_found_in_another_region_or_misnamed_are_passed_over() {
+        let listed = vec![
+            ("b".to_string(), None),
+            ("a".to_string(), Some("EU-west-1".to_string())),
+            ("far".to_string(), Some("us-east-2".to_string())),
+            ("a/b".to_string(), None),
+            ("b".to_string(), None),
+        ];
+        let (names, over) = watched(listed, "eu-west-1");
+        assert_eq!(names, ["a", "b"]);
+        let over: Vec<&str> = over.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(over, ["far", "a/b"]);
+        let many = (0..MAX_FOUND_BUCKETS + 5)
+            .rev()
+            .map(|i| (format!("b{i:05}"), None))
+            .collect();
+        let (names, over) = watched(many, "x");
+        assert_eq!(names.len(), MAX_FOUND_BUCKETS);
+        assert_eq!(names[0], "b00000");
+        let over: Vec<&str> = over.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(over, ["b01000", "b01001", "b01002", "b01003", "b01004"]);
     }
 
     #[test]

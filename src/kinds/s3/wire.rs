@@ -174,6 +174,8 @@ pub struct Buckets {
 pub struct Bucket {
     /// Its name.
     pub name: Option<String>,
+    /// Its region, where the store says it (AWS does).
+    pub bucket_region: Option<String>,
 }
 
 /// `true` (any case, surrounding space ignored).
@@ -251,6 +253,34 @@ mod tests {
         );
         assert_eq!(u.initiated.as_deref(), Some("2010-11-10T20:48:33.000Z"));
         assert_eq!(p.uploads[1].initiator.as_ref().unwrap().display_name, None);
+    }
+
+    #[test]
+    fn a_bucket_list_with_regions() {
+        // As AWS documents ListBuckets' answer (BucketRegion is recent and
+        // absent from other stores').
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Buckets>
+    <Bucket><BucketRegion>us-east-2</BucketRegion><CreationDate>2024-10-01T00:00:00.000Z</CreationDate><Name>far</Name></Bucket>
+    <Bucket><CreationDate>2024-10-01T00:00:00.000Z</CreationDate><Name>near</Name></Bucket>
+  </Buckets>
+  <Owner><DisplayName>me</DisplayName><ID>abc</ID></Owner>
+  <ContinuationToken>x</ContinuationToken>
+</ListAllMyBucketsResult>"#;
+        let l: BucketList = decode(xml).unwrap();
+        let b: Vec<(Option<&str>, Option<&str>)> = l
+            .buckets
+            .as_ref()
+            .unwrap()
+            .bucket
+            .iter()
+            .map(|b| (b.name.as_deref(), b.bucket_region.as_deref()))
+            .collect();
+        assert_eq!(b, [(Some("far"), Some("us-east-2")), (Some("near"), None)]);
+        let empty: BucketList =
+            decode(b"<ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>").unwrap();
+        assert!(empty.buckets.unwrap().bucket.is_empty());
     }
 
     #[test]
