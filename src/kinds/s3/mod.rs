@@ -295,6 +295,12 @@ impl Kind for S3 {
         limiter: &RequestLimiter,
     ) -> Result<Box<dyn Discover>, FetchError> {
         let cfg = settings(target)?;
+        if !self.discovers(target) {
+            return Err(FetchError::Connect {
+                endpoint: "poll",
+                detail: format!("target {:?} names its buckets", target.name),
+            });
+        }
         Ok(Box::new(BucketFinder {
             client: S3Client::new(target, cfg, limiter)?,
             target: target.clone(),
@@ -695,6 +701,53 @@ mod tests {
         );
         assert!(to_model(&upload("", "u", None), None, None).is_none());
         assert!(to_model(&upload("k", "", None), None, None).is_none());
+    }
+
+    fn settings_with(buckets: &[&str]) -> S3Config {
+        S3Config {
+            region: DEFAULT_REGION.into(),
+            buckets: buckets.iter().map(|b| b.to_string()).collect(),
+            bucket: None,
+            prefix: String::new(),
+            path_style: true,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            dormant_refresh: DEFAULT_DORMANT_REFRESH,
+            max_list_parts_per_poll: DEFAULT_MAX_LIST_PARTS,
+        }
+    }
+
+    #[test]
+    fn one_target_per_bucket_or_one_that_finds_them() {
+        let url = Url::parse("http://127.0.0.1:9").unwrap();
+        let limiter = RequestLimiter::default();
+        let listed =
+            TargetConfig::with_defaults("p", url.clone(), Box::new(settings_with(&["a", "b"])));
+        assert!(!S3.discovers(&listed));
+        let each = S3.expand(listed);
+        let names: Vec<&str> = each.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["p:a", "p:b"]);
+        for (t, b) in each.iter().zip(["a", "b"]) {
+            let c = t.settings::<S3Config>().unwrap();
+            // Each knows its own bucket only: adding one changes no other.
+            assert_eq!(
+                (c.bucket.as_deref(), &c.buckets[..]),
+                (Some(b), &[b.to_string()][..])
+            );
+            assert!(!S3.discovers(t));
+            assert!(S3.source(t, &limiter).is_ok());
+            assert!(S3.discoverer(t, &limiter).is_err());
+        }
+        let finder = TargetConfig::with_defaults("p", url, Box::new(settings_with(&[])));
+        assert!(S3.discovers(&finder));
+        let same = S3.expand(finder.clone());
+        assert_eq!(same.len(), 1);
+        assert!(same[0] == finder);
+        assert!(S3.discoverer(&finder, &limiter).is_ok());
+        // A finder has no bucket to poll.
+        assert!(S3.source(&finder, &limiter).is_err());
+        assert_eq!(per_bucket(&finder, &["x".to_string()])[0].name, "p:x");
     }
 
     #[test]
