@@ -17,4 +17,5 @@ mod deploy_files;
 mod packaging;
 mod readme;
 mod s3_moto;
+mod s3_virtual_host;
 mod url_credentials;
