@@ -43,7 +43,10 @@
 //! authentication (below); the operation's own checks (`NoSuchBucket`,
 //! `NoSuchUpload`, `InvalidArgument`...). Every error is S3's XML
 //! `<Error><Code/><Message/>...<Resource/><RequestId/></Error>`; every
-//! answer has `x-amz-request-id`. No error ever carries a secret.
+//! answer has `x-amz-request-id`. No error carries a secret, but for the
+//! `reflect_request` fault, which plays a hostile store: its message
+//! echoes the secret access key of the request's key id, the session token
+//! and the request (`Authorization` first).
 //!
 //! # Authentication: SigV4, header form, verified
 //!
@@ -917,8 +920,7 @@ impl S3 {
         };
         *lock(&self.state).counts.entry(op).or_default() += 1;
         let (fault, reflects) = self.take_fault(target.bucket.as_deref(), op);
-        let echo =
-            reflects.then(|| faults::reflection(req.method(), req.uri(), req.headers(), b""));
+        let echo = reflects.then(|| self.reflection(&req));
         let head = *req.method() == Method::HEAD;
         let work = async {
             let resource = target.resource();
@@ -935,6 +937,41 @@ impl S3 {
             reply.head = true;
         }
         Ok(reply.into_response(&rid))
+    }
+
+    /// What a [`FaultKind::ReflectRequest`] echoes here: first, as a hostile
+    /// store could, the secret access key of the key id the request names
+    /// (it never travels, but the simulator knows it) and the session
+    /// token; then the request as [`faults::reflection`] writes it.
+    fn reflection(&self, req: &Request<Incoming>) -> String {
+        let mut out = String::new();
+        let user = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sigv4::parse_authorization)
+            .and_then(|a| {
+                self.spec
+                    .users
+                    .iter()
+                    .find(|u| u.access_key_id == a.access_key_id)
+            });
+        if let Some(u) = user {
+            out.push_str(&format!("secret access key: {}\n", u.secret_access_key));
+        }
+        if let Some(t) = req.headers().get("x-amz-security-token") {
+            out.push_str(&format!(
+                "x-amz-security-token: {}\n",
+                String::from_utf8_lossy(t.as_bytes())
+            ));
+        }
+        out.push_str(&faults::reflection(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            b"",
+        ));
+        out
     }
 
     /// Authenticates the request (see the module docs); the user's index.

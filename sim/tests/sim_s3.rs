@@ -899,3 +899,71 @@ async fn virtual_hosted_requests_name_the_bucket_by_host() {
         5
     );
 }
+
+#[tokio::test]
+async fn a_reflecting_store_echoes_the_secret_the_token_and_the_request() {
+    use upload_session_sim::{FaultKind, FaultRule, S3Endpoint};
+    let (sim, ctl) = start().await;
+    assert!(ctl.inject(
+        Some(BUCKET),
+        FaultRule::times(
+            Some(S3Endpoint::ListMultipartUploads),
+            FaultKind::ReflectRequest { status: 502 },
+            2,
+        ),
+    ));
+    let temp = Creds {
+        key: TEMP_KEY,
+        secret: TEMP_SECRET,
+        token: Some(TEMP_TOKEN),
+    };
+    let (s, b) = send(
+        &sim,
+        Method::GET,
+        "/seeded",
+        &[("uploads", "")],
+        b"",
+        Some(&temp),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_GATEWAY, "AccessDenied".into())
+    );
+    let m = one(&b, "Message");
+    let head = format!(
+        "Invalid request: secret access key: {TEMP_SECRET}\nx-amz-security-token: {TEMP_TOKEN}\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={TEMP_KEY}/"
+    );
+    assert!(m.starts_with(&head), "{m}");
+    assert!(m.contains("\nGET /seeded?uploads=\n"), "{m}");
+    // A key id the store does not know: no secret to echo, the rest as sent.
+    let stranger = Creds {
+        key: "AKIASTRANGER00000001",
+        secret: "stranger-secret",
+        token: None,
+    };
+    let (s, b) = send(
+        &sim,
+        Method::GET,
+        "/seeded",
+        &[("uploads", "")],
+        b"",
+        Some(&stranger),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_GATEWAY, "AccessDenied".into())
+    );
+    let m = one(&b, "Message");
+    assert!(
+        m.starts_with(
+            "Invalid request: Authorization: AWS4-HMAC-SHA256 Credential=AKIASTRANGER00000001/"
+        ),
+        "{m}"
+    );
+    assert!(!m.contains("stranger-secret"), "{m}");
+    // Used up: the listing answers again.
+    get(&sim, "/seeded", &[("uploads", "")]).await;
+}
