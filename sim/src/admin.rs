@@ -58,7 +58,7 @@
 //! | `unauthorized` | | HTTP 401 `{"detail":"Not authenticated"}` |
 //! | `validation` | | HTTP 422 with a FastAPI validation body |
 //! | `bad_gateway` | | HTTP 502 with a load balancer's HTML page |
-//! | `reflect_request` | `status` | an error page echoing the request: `Authorization` header, body (e.g. the login form with the password), request line, other headers; Vault `status` 200: a `FAILURE` whose message is the echo; deepset: `{"detail": "Invalid token: " + echo}`; S3: an XML error whose message is the echo |
+//! | `reflect_request` | `status` | an error page echoing the request: `Authorization` header, body (e.g. the login form with the password), request line, other headers; Vault `status` 200: a `FAILURE` whose message is the echo; deepset: `{"detail": "Invalid token: " + echo}`; S3: an `AccessDenied` XML error whose message is the echo, preceded (as a hostile store could) by the secret access key of the request's key id and its session token |
 //! | `s3_error` | `code`, `message` (optional) | S3: an XML error with that code and S3's status for it (`InternalError` 500, `SlowDown` 503, `AccessDenied` 403...; unknown codes answer `InternalError` 500); listed as `vault_failure` (on Vault and deepset it means that) |
 //! | `slow_down` | `retry_after` (seconds) | S3: 503 `SlowDown` with `Retry-After`; listed as `too_many_requests` (the same fault: 429 on Vault and deepset) |
 //!

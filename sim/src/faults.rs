@@ -205,7 +205,10 @@ pub enum FaultKind {
     /// processed. Vault: `status` 200 gives a `FAILURE` body whose
     /// `errors[0].message` and `responseMessage` are the reflection, any
     /// other status a `text/plain` page; deepset: `{"detail": "Invalid
-    /// token: " + reflection}` with that status.
+    /// token: " + reflection}` with that status; S3: `AccessDenied` with
+    /// that status, whose message is `Invalid request: ` + the secret
+    /// access key of the request's key id (as a hostile store could; the
+    /// key never travels) + its session token + the reflection.
     ReflectRequest {
         /// HTTP status code (an invalid one is sent as 500).
         status: u16,

@@ -7,7 +7,8 @@
 //! The same server hosts deepset workspaces under `/deepset` (see
 //! [`deepset`] for its routes and exact semantics). S3-compatible
 //! multipart uploads (see [`s3`]) are served path-style on a listener of
-//! their own ([`Simulator::s3_url`]), SigV4-authenticated.
+//! their own ([`Simulator::s3_url`]), SigV4-authenticated, and
+//! virtual-hosted style too with [`S3Spec::domain`] set.
 //! Every Vault answers like the real one: HTTP 200 with `responseStatus`,
 //! `errors: [{type, message}]` on `FAILURE`, and the `X-VaultAPI-*` headers.
 //! Time is a [simulated clock](Simulator::advance), so tests can cross

@@ -4,6 +4,19 @@
 //! first in the path (boto3: `endpoint_url=sim.s3_url()`,
 //! `Config(s3={"addressing_style": "path"})`, region [`REGION`]).
 //!
+//! # Virtual-hosted style
+//!
+//! With [`S3Spec::domain`] set (say `s3.sim.test`, as MinIO's
+//! `MINIO_DOMAIN`), a request for host `{bucket}.s3.sim.test[:port]` names
+//! the bucket by its host and its whole path is the key (`GET /?uploads`
+//! lists that bucket's uploads); requests for any other host stay
+//! path-style. The host is the authority of an absolute-form target (`GET
+//! http://up.s3.sim.test:9000/?uploads`, as clients send through an HTTP
+//! proxy, so a test can make the simulator the client's `http_proxy`
+//! instead of resolving names), else the `Host` header. The signature
+//! covers the `Host` header as sent, as on S3. The routes below are then
+//! written without `/{bucket}`.
+//!
 //! # Routes
 //!
 //! | request | operation |
@@ -30,7 +43,10 @@
 //! authentication (below); the operation's own checks (`NoSuchBucket`,
 //! `NoSuchUpload`, `InvalidArgument`...). Every error is S3's XML
 //! `<Error><Code/><Message/>...<Resource/><RequestId/></Error>`; every
-//! answer has `x-amz-request-id`. No error ever carries a secret.
+//! answer has `x-amz-request-id`. No error carries a secret, but for the
+//! `reflect_request` fault, which plays a hostile store: its message
+//! echoes the secret access key of the request's key id, the session token
+//! and the request (`Authorization` first).
 //!
 //! # Authentication: SigV4, header form, verified
 //!
@@ -103,7 +119,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH};
+use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, HOST};
 use hyper::{Method, Request, StatusCode};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -424,16 +440,23 @@ pub struct S3Spec {
     pub users: Vec<S3User>,
     /// Buckets at the start.
     pub buckets: Vec<S3BucketSpec>,
+    /// Virtual-hosted addressing, as MinIO's `MINIO_DOMAIN`: a request for
+    /// host `{bucket}.{domain}` (any port) addresses that bucket and its
+    /// path is the key; any other host, the domain itself included, is
+    /// path-style. `None`: path-style only.
+    pub domain: Option<String>,
 }
 
 impl S3Spec {
-    /// Region [`REGION`], the demo owner, [`S3User::demo`], no buckets.
+    /// Region [`REGION`], the demo owner, [`S3User::demo`], no buckets,
+    /// path-style only.
     pub fn new() -> Self {
         Self {
             region: REGION.to_owned(),
             owner: S3Identity::new(DEMO_OWNER_ID, "sim-owner"),
             users: vec![S3User::demo()],
             buckets: Vec::new(),
+            domain: None,
         }
     }
 
@@ -503,6 +526,14 @@ pub(crate) fn validate(spec: &S3Spec) -> Result<(), String> {
             return Err(format!("duplicate S3 access key id {:?}", u.access_key_id));
         }
     }
+    if let Some(d) = &spec.domain {
+        let label = |l: &str| {
+            (1..=63).contains(&l.len()) && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        };
+        if !d.split('.').all(label) {
+            return Err(format!("S3 domain {d:?} is not a host name"));
+        }
+    }
     if spec.buckets.len() > MAX_BUCKETS {
         return Err(format!("at most {MAX_BUCKETS} S3 buckets"));
     }
@@ -548,6 +579,8 @@ struct State {
     /// Sequence of generated upload ids.
     seq: u64,
     counts: HashMap<S3Endpoint, u64>,
+    /// Requests whose bucket was named by the host (virtual-hosted).
+    virtual_hosted: u64,
     /// Access key ids whose session token is marked expired.
     expired_tokens: Vec<String>,
 }
@@ -648,7 +681,22 @@ impl Target {
     }
 }
 
-fn parse_target(path: &str, query: &str) -> Result<Target, S3Error> {
+/// The bucket a host `{bucket}.{domain}[:port]` names (lower-cased, as
+/// host names are case-insensitive); `None` for any other host.
+fn host_bucket(host: &str, domain: &str) -> Option<String> {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let cut = name.len().checked_sub(domain.len() + 1)?;
+    let (bucket, rest) = (name.get(..cut)?, name.get(cut..)?);
+    (!bucket.is_empty() && rest.starts_with('.') && rest[1..].eq_ignore_ascii_case(domain))
+        .then(|| bucket.to_ascii_lowercase())
+}
+
+/// Parses the request target; `host_bucket` is the bucket the host named
+/// (virtual-hosted style: the whole path is then the key).
+fn parse_target(path: &str, query: &str, host_bucket: Option<String>) -> Result<Target, S3Error> {
     let decode = |s: &str| {
         String::from_utf8(sigv4::percent_decode(s)).map_err(|_| {
             S3Error::new(
@@ -659,14 +707,17 @@ fn parse_target(path: &str, query: &str) -> Result<Target, S3Error> {
         })
     };
     let rest = path.strip_prefix('/').unwrap_or(path);
-    let (bucket, key) = match rest.split_once('/') {
-        None => (rest, ""),
-        Some((b, k)) => (b, k),
-    };
-    let bucket = if bucket.is_empty() {
-        None
-    } else {
-        Some(decode(bucket)?)
+    let (bucket, key) = match host_bucket {
+        Some(b) => (Some(b), rest),
+        None => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket = if bucket.is_empty() {
+                None
+            } else {
+                Some(decode(bucket)?)
+            };
+            (bucket, key)
+        }
     };
     let key = if key.is_empty() {
         None
@@ -840,9 +891,23 @@ impl S3 {
         ctx: &Ctx<'_>,
     ) -> Result<HttpResponse, Aborted> {
         let rid = wire::request_id();
+        // `path()` also of an absolute-form target (`GET http://host/...`,
+        // as a client sends through an HTTP proxy).
         let path = req.uri().path().to_owned();
         let raw_query = req.uri().query().unwrap_or("").to_owned();
-        let target = match parse_target(&path, &raw_query) {
+        let by_host = self.spec.domain.as_deref().and_then(|d| {
+            // RFC 9112 §3.2.2: the authority of an absolute-form target
+            // wins over `Host` (clients send both alike; `Host` is signed).
+            let host = match req.uri().authority() {
+                Some(a) => Some(a.host()),
+                None => req.headers().get(HOST).and_then(|h| h.to_str().ok()),
+            };
+            host.and_then(|h| host_bucket(h, d))
+        });
+        if by_host.is_some() {
+            lock(&self.state).virtual_hosted += 1;
+        }
+        let target = match parse_target(&path, &raw_query, by_host) {
             Ok(t) => t,
             Err(e) => return Ok(e.reply(&rid).into_response(&rid)),
         };
@@ -855,8 +920,7 @@ impl S3 {
         };
         *lock(&self.state).counts.entry(op).or_default() += 1;
         let (fault, reflects) = self.take_fault(target.bucket.as_deref(), op);
-        let echo =
-            reflects.then(|| faults::reflection(req.method(), req.uri(), req.headers(), b""));
+        let echo = reflects.then(|| self.reflection(&req));
         let head = *req.method() == Method::HEAD;
         let work = async {
             let resource = target.resource();
@@ -873,6 +937,41 @@ impl S3 {
             reply.head = true;
         }
         Ok(reply.into_response(&rid))
+    }
+
+    /// What a [`FaultKind::ReflectRequest`] echoes here: first, as a hostile
+    /// store could, the secret access key of the key id the request names
+    /// (it never travels, but the simulator knows it) and the session
+    /// token; then the request as [`faults::reflection`] writes it.
+    fn reflection(&self, req: &Request<Incoming>) -> String {
+        let mut out = String::new();
+        let user = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sigv4::parse_authorization)
+            .and_then(|a| {
+                self.spec
+                    .users
+                    .iter()
+                    .find(|u| u.access_key_id == a.access_key_id)
+            });
+        if let Some(u) = user {
+            out.push_str(&format!("secret access key: {}\n", u.secret_access_key));
+        }
+        if let Some(t) = req.headers().get("x-amz-security-token") {
+            out.push_str(&format!(
+                "x-amz-security-token: {}\n",
+                String::from_utf8_lossy(t.as_bytes())
+            ));
+        }
+        out.push_str(&faults::reflection(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            b"",
+        ));
+        out
     }
 
     /// Authenticates the request (see the module docs); the user's index.
@@ -1993,6 +2092,12 @@ impl S3Control {
         lock(&self.inner.bucket_faults).contains_key(bucket)
     }
 
+    /// Requests whose bucket the host named ([`S3Spec::domain`]), whatever
+    /// their answer.
+    pub fn virtual_hosted_requests(&self) -> u64 {
+        lock(&self.inner.state).virtual_hosted
+    }
+
     /// Requests received for `endpoint` (faulted ones included).
     pub fn request_count(&self, endpoint: S3Endpoint) -> u64 {
         lock(&self.inner.state)
@@ -2031,7 +2136,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let op = |m: Method, p: &str, q: &str| operation(&m, &parse_target(p, q).unwrap());
+        let op = |m: Method, p: &str, q: &str| operation(&m, &parse_target(p, q, None).unwrap());
         assert_eq!(op(Method::GET, "/", "").unwrap(), S3Endpoint::ListBuckets);
         assert_eq!(
             op(Method::GET, "/b", "uploads").unwrap(),
@@ -2078,11 +2183,44 @@ mod tests {
             op(Method::POST, "/", "").unwrap_err().code,
             "MethodNotAllowed"
         );
-        let t = parse_target("/b/a%20b/c", "prefix=x%2Fy&k=a+b").unwrap();
+        let t = parse_target("/b/a%20b/c", "prefix=x%2Fy&k=a+b", None).unwrap();
         assert_eq!(t.key.as_deref(), Some("a b/c"));
         assert_eq!(t.param("prefix"), Some("x/y"));
         assert_eq!(t.param("k"), Some("a b"));
-        assert!(parse_target("/b/%ff", "").is_err());
+        assert!(parse_target("/b/%ff", "", None).is_err());
+        // Virtual-hosted: the host named the bucket, the path is the key.
+        let t = parse_target("/a%20b/c", "uploadId=u", Some("b".into())).unwrap();
+        assert_eq!(
+            (t.bucket.as_deref(), t.key.as_deref()),
+            (Some("b"), Some("a b/c"))
+        );
+        assert_eq!(operation(&Method::GET, &t).unwrap(), S3Endpoint::ListParts);
+        let t = parse_target("/", "uploads", Some("b".into())).unwrap();
+        assert_eq!((t.bucket.as_deref(), t.key.as_deref()), (Some("b"), None));
+        assert_eq!(
+            operation(&Method::GET, &t).unwrap(),
+            S3Endpoint::ListMultipartUploads
+        );
+    }
+
+    #[test]
+    fn buckets_named_by_the_host() {
+        let d = "s3.sim.test";
+        assert_eq!(host_bucket("up.s3.sim.test:9000", d).as_deref(), Some("up"));
+        assert_eq!(host_bucket("Up.S3.Sim.Test", d).as_deref(), Some("up"));
+        assert_eq!(host_bucket("a.b.s3.sim.test", d).as_deref(), Some("a.b"));
+        for other in [
+            "s3.sim.test:9000",
+            "s3.sim.test",
+            ".s3.sim.test",
+            "ups3.sim.test",
+            "up.s3.sim.test.evil",
+            "127.0.0.1:9000",
+            "[::1]:9000",
+            "",
+        ] {
+            assert_eq!(host_bucket(other, d), None, "{other}");
+        }
     }
 
     #[test]
@@ -2094,6 +2232,18 @@ mod tests {
         let mut s = S3Spec::new();
         s.users.push(S3User::demo());
         assert!(validate(&s).is_err());
+        for (domain, ok) in [
+            ("s3.sim.test", true),
+            ("minio", true),
+            ("", false),
+            ("a..b", false),
+            ("a_b.test", false),
+            ("x.test:9000", false),
+        ] {
+            let mut s = S3Spec::new();
+            s.domain = Some(domain.to_owned());
+            assert_eq!(validate(&s).is_ok(), ok, "{domain:?}");
+        }
         assert!(valid_bucket_name("my-bucket.1"));
         assert!(!valid_bucket_name("-x-"));
         assert!(!valid_bucket_name("ab"));

@@ -1,7 +1,11 @@
 """boto3 as a real client of the simulator's S3 side.
 
 Run by sim/tests/s3_boto3.rs:
-    python s3_boto3.py ENDPOINT ACCESS_KEY_ID SECRET INITIATOR_ARN
+    python s3_boto3.py ENDPOINT ACCESS_KEY_ID SECRET INITIATOR_ARN DOMAIN
+
+DOMAIN is the simulator's virtual-hosted domain: the last checks address
+buckets as DOMAIN's subdomains, with ENDPOINT as the HTTP proxy (the names
+never resolve; the proxy gets the whole URL).
 
 Every check compares exact values; any mismatch is printed and the script
 exits 1. Parts are small (1 KiB to 3 KiB): the simulator does not enforce
@@ -15,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-ENDPOINT, AKID, SECRET, ARN = sys.argv[1:5]
+ENDPOINT, AKID, SECRET, ARN, DOMAIN = sys.argv[1:6]
 BUCKET = "boto-bucket"
 failures = []
 
@@ -206,6 +210,58 @@ check(
 check("unknown key id", error_of(client(akid="AKIAUNKNOWN000000000").list_buckets), ("InvalidAccessKeyId", 403))
 check("unknown bucket", error_of(s3.list_multipart_uploads, Bucket="no-such-bucket"), ("NoSuchBucket", 404))
 check("unknown upload", error_of(s3.list_parts, Bucket=BUCKET, Key="k/a", UploadId="nope"), ("NoSuchUpload", 404))
+
+# Virtual-hosted style: boto3 puts the bucket in the host name.
+PORT = ENDPOINT.rsplit(":", 1)[1]
+VBUCKET = "boto-vhost"
+vs = boto3.client(
+    "s3",
+    endpoint_url=f"http://{DOMAIN}:{PORT}",
+    region_name="us-east-1",
+    aws_access_key_id=AKID,
+    aws_secret_access_key=SECRET,
+    config=Config(
+        s3={"addressing_style": "virtual"},
+        proxies={"http": ENDPOINT},
+        retries={"max_attempts": 1},
+    ),
+)
+seen_hosts = []
+vs.meta.events.register(
+    "before-send.s3.*", lambda request, **kw: seen_hosts.append(request.url.split("/")[2])
+)
+vs.create_bucket(Bucket=VBUCKET)
+vkey = "v/dir/a b.bin"
+vid = vs.create_multipart_upload(Bucket=VBUCKET, Key=vkey)["UploadId"]
+for n, size in [(1, 700), (2, 300)]:
+    vs.upload_part(Bucket=VBUCKET, Key=vkey, UploadId=vid, PartNumber=n, Body=b"v" * size)
+r = vs.list_multipart_uploads(Bucket=VBUCKET)
+check("vhost uploads", ([u["Key"] for u in r["Uploads"]], [u["UploadId"] for u in r["Uploads"]]), ([vkey], [vid]))
+r = vs.list_parts(Bucket=VBUCKET, Key=vkey, UploadId=vid)
+check("vhost parts", [(p["PartNumber"], p["Size"]) for p in r["Parts"]], [(1, 700), (2, 300)])
+vrules = [
+    {
+        "ID": "abort-2d",
+        "Filter": {"Prefix": "v/"},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2},
+    }
+]
+vs.put_bucket_lifecycle_configuration(Bucket=VBUCKET, LifecycleConfiguration={"Rules": vrules})
+check("vhost lifecycle", vs.get_bucket_lifecycle_configuration(Bucket=VBUCKET)["Rules"], vrules)
+check("vhost unknown upload", error_of(vs.list_parts, Bucket=VBUCKET, Key=vkey, UploadId="nope"), ("NoSuchUpload", 404))
+check("vhost unknown bucket", error_of(vs.list_multipart_uploads, Bucket="no-such-vhost"), ("NoSuchBucket", 404))
+# ListBuckets goes to the domain itself, path-style.
+check("vhost list_buckets", [b["Name"] for b in vs.list_buckets()["Buckets"]], [BUCKET, VBUCKET])
+host = f"{VBUCKET}.{DOMAIN}:{PORT}"
+check(
+    "vhost hosts",
+    seen_hosts,
+    [host] * 9 + [f"no-such-vhost.{DOMAIN}:{PORT}", f"{DOMAIN}:{PORT}"],
+)
+# The same bucket path-style, at the simulator's own address.
+r = s3.list_multipart_uploads(Bucket=VBUCKET)
+check("vhost upload listed path-style", [u["UploadId"] for u in r["Uploads"]], [vid])
 
 if failures:
     print(f"{len(failures)} check(s) failed")

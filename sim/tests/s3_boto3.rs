@@ -1,5 +1,5 @@
 //! boto3 as a real client of the S3 side: runs `s3_boto3.py` against a
-//! simulator on 127.0.0.1:0. Python comes from `$USE_PYTHON`, else
+//! simulator on 127.0.0.1:0, path-style and virtual-hosted. Python comes from `$USE_PYTHON`, else
 //! `.venv/bin/python` at the workspace root (`.ci/run` makes it). Without
 //! a Python that has boto3 the test is skipped loudly, except in CI (`CI`
 //! set), where it fails.
@@ -12,6 +12,10 @@ use upload_session_sim::{
     S3Spec, S3User, Scenario, SimConfig, Simulator, S3_DEMO_ACCESS_KEY_ID,
     S3_DEMO_SECRET_ACCESS_KEY,
 };
+
+/// The simulator's virtual-hosted domain; `.test` names never resolve, so
+/// the script reaches them through the simulator as its HTTP proxy.
+const DOMAIN: &str = "s3.sim.test";
 
 fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("USE_PYTHON").filter(|p| !p.is_empty()) {
@@ -47,12 +51,14 @@ async fn boto3_drives_multipart_uploads_paging_lifecycle_and_errors() {
             return;
         }
     };
+    let mut s3 = S3Spec::new();
+    s3.domain = Some(DOMAIN.to_owned());
     let config = SimConfig {
         scenario: Scenario::Idle,
         seed: 1,
         vaults: Vec::new(),
         deepset: Vec::new(),
-        s3: Some(S3Spec::new()),
+        s3: Some(s3),
     };
     let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
         .await
@@ -68,6 +74,7 @@ async fn boto3_drives_multipart_uploads_paging_lifecycle_and_errors() {
                 S3_DEMO_ACCESS_KEY_ID,
                 S3_DEMO_SECRET_ACCESS_KEY,
                 arn.as_str(),
+                DOMAIN,
             ])
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -87,5 +94,8 @@ async fn boto3_drives_multipart_uploads_paging_lifecycle_and_errors() {
         out.status
     );
     assert!(stdout.contains("all boto3 checks passed"), "{stdout}");
+    // The script's ten requests to bucket hosts reached the simulator as such.
+    let ctl = sim.s3().expect("S3 side");
+    assert_eq!(ctl.virtual_hosted_requests(), 10);
     sim.shutdown().await;
 }

@@ -21,6 +21,8 @@ const BUCKET: &str = "seeded";
 const TEMP_KEY: &str = "ASIATEMPORARY0000001";
 const TEMP_SECRET: &str = "temporary-secret";
 const TEMP_TOKEN: &str = "temporary-token";
+/// Virtual-hosted domain ([`S3Spec::domain`]); `.test` never resolves.
+const DOMAIN: &str = "s3.sim.test";
 
 fn ana() -> S3Identity {
     S3Identity::new("arn:aws:iam::111122223333:user/ana", "ana")
@@ -49,6 +51,7 @@ fn config() -> SimConfig {
         b.uploads.push(u);
     }
     s3.buckets = vec![b, S3BucketSpec::new("empty")];
+    s3.domain = Some(DOMAIN.to_owned());
     SimConfig {
         scenario: Scenario::Idle,
         seed: 1,
@@ -113,6 +116,27 @@ async fn send(
 ) -> (StatusCode, String) {
     let base = sim.s3_url().expect("S3 url");
     let host = base.trim_start_matches("http://").to_owned();
+    send_to(sim, &host, &host, method, path, query, body, creds).await
+}
+
+/// [`send`] for `http://{host}`, signed for `Host: {signed_host}`; a host
+/// other than the simulator's address is reached with the simulator as
+/// the HTTP proxy (no name is resolved: the request line is absolute).
+#[allow(clippy::too_many_arguments)]
+async fn send_to(
+    sim: &Simulator,
+    host: &str,
+    signed_host: &str,
+    method: Method,
+    path: &str,
+    query: &[(&str, &str)],
+    body: &[u8],
+    creds: Option<&Creds<'_>>,
+) -> (StatusCode, String) {
+    let sim_url = sim.s3_url().expect("S3 url");
+    let base = format!("http://{host}");
+    let proxied = base != sim_url;
+    let host = signed_host.to_owned();
     let mut q: Vec<(String, String)> = query
         .iter()
         .map(|(k, v)| (enc(k, false), enc(v, false)))
@@ -128,10 +152,13 @@ async fn send(
         enc(path, true),
         if qs.is_empty() { "" } else { "?" }
     );
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
+        .no_proxy();
+    if proxied {
+        http = http.proxy(reqwest::Proxy::http(&sim_url).expect("proxy url"));
+    }
+    let http = http.build().expect("client");
     let mut req = http.request(method.clone(), &url).body(body.to_vec());
     if let Some(c) = creds {
         let now = OffsetDateTime::now_utc();
@@ -772,4 +799,171 @@ async fn faults_armed_through_the_admin_api() {
         .expect("admin");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn virtual_hosted_requests_name_the_bucket_by_host() {
+    let (sim, ctl) = start().await;
+    let url = sim.s3_url().expect("S3 url");
+    let port = url.rsplit(':').next().expect("a port");
+    let vhost = format!("{BUCKET}.{DOMAIN}:{port}");
+    let apex = format!("{DOMAIN}:{port}");
+    let at = |host: &str, signed: &str, method: Method, path: &str, query: &[(&str, &str)]| {
+        let (host, signed, path) = (host.to_owned(), signed.to_owned(), path.to_owned());
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let sim = &sim;
+        async move {
+            let q: Vec<(&str, &str)> = query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            send_to(sim, &host, &signed, method, &path, &q, b"", Some(&DEMO)).await
+        }
+    };
+
+    // The host names the bucket; the path is empty...
+    let (s, b) = at(&vhost, &vhost, Method::GET, "/", &[("uploads", "")]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(one(&b, "Bucket"), BUCKET);
+    assert_eq!(all(&b, "UploadId"), ["id-0", "id-1", "id-2", "id-3"]);
+    // ... or the key.
+    let (s, b) = at(&vhost, &vhost, Method::GET, "/a", &[("uploadId", "id-0")]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (one(&b, "Bucket"), one(&b, "Key")),
+        (BUCKET.into(), "a".into())
+    );
+    assert_eq!(all(&b, "Size"), ["10", "20", "30", "50"]);
+    let (s, b) = at(&vhost, &vhost, Method::GET, "/", &[("lifecycle", "")]).await;
+    assert_eq!(
+        (s, code(&b), one(&b, "BucketName")),
+        (
+            StatusCode::NOT_FOUND,
+            "NoSuchLifecycleConfiguration".into(),
+            BUCKET.into()
+        )
+    );
+    let (s, b) = at(
+        &vhost,
+        &vhost,
+        Method::POST,
+        "/dir/new.bin",
+        &[("uploads", "")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (one(&b, "Bucket"), one(&b, "Key")),
+        (BUCKET.into(), "dir/new.bin".into())
+    );
+    // The signature covers the Host header as sent: one signed for another
+    // host does not match, and S3's canonical request shows the host used.
+    let (s, b) = at(&vhost, &apex, Method::GET, "/", &[("uploads", "")]).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "SignatureDoesNotMatch".into())
+    );
+    assert!(
+        one(&b, "CanonicalRequest").contains(&format!("\nhost:{vhost}\n")),
+        "{b}"
+    );
+    // A bucket named by the host that does not exist.
+    let nope = format!("nope.{DOMAIN}:{port}");
+    let (s, b) = at(&nope, &nope, Method::GET, "/", &[("uploads", "")]).await;
+    assert_eq!(
+        (s, code(&b), one(&b, "BucketName")),
+        (StatusCode::NOT_FOUND, "NoSuchBucket".into(), "nope".into())
+    );
+    assert_eq!(ctl.virtual_hosted_requests(), 6);
+
+    // The domain itself, and any other host, are path-style.
+    let (s, b) = at(&apex, &apex, Method::GET, "/", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(all(&b, "Name"), ["empty", BUCKET]);
+    let (s, b) = at(&apex, &apex, Method::GET, "/seeded", &[("uploads", "")]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(all(&b, "Key"), ["a", "b", "b", "c", "dir/new.bin"]);
+    let elsewhere = format!("{BUCKET}.elsewhere.test:{port}");
+    let (s, b) = at(&elsewhere, &elsewhere, Method::GET, "/", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(all(&b, "Name"), ["empty", BUCKET]);
+    // Path-style at the simulator's address, at the same time.
+    let b = get(&sim, "/seeded", &[("uploads", "")]).await;
+    assert_eq!(all(&b, "Key"), ["a", "b", "b", "c", "dir/new.bin"]);
+    assert_eq!(ctl.virtual_hosted_requests(), 6);
+    assert_eq!(
+        ctl.request_count(upload_session_sim::S3Endpoint::ListMultipartUploads),
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_reflecting_store_echoes_the_secret_the_token_and_the_request() {
+    use upload_session_sim::{FaultKind, FaultRule, S3Endpoint};
+    let (sim, ctl) = start().await;
+    assert!(ctl.inject(
+        Some(BUCKET),
+        FaultRule::times(
+            Some(S3Endpoint::ListMultipartUploads),
+            FaultKind::ReflectRequest { status: 502 },
+            2,
+        ),
+    ));
+    let temp = Creds {
+        key: TEMP_KEY,
+        secret: TEMP_SECRET,
+        token: Some(TEMP_TOKEN),
+    };
+    let (s, b) = send(
+        &sim,
+        Method::GET,
+        "/seeded",
+        &[("uploads", "")],
+        b"",
+        Some(&temp),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_GATEWAY, "AccessDenied".into())
+    );
+    let m = one(&b, "Message");
+    let head = format!(
+        "Invalid request: secret access key: {TEMP_SECRET}\nx-amz-security-token: {TEMP_TOKEN}\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={TEMP_KEY}/"
+    );
+    assert!(m.starts_with(&head), "{m}");
+    assert!(m.contains("\nGET /seeded?uploads=\n"), "{m}");
+    // A key id the store does not know: no secret to echo, the rest as sent.
+    let stranger = Creds {
+        key: "AKIASTRANGER00000001",
+        secret: "stranger-secret",
+        token: None,
+    };
+    let (s, b) = send(
+        &sim,
+        Method::GET,
+        "/seeded",
+        &[("uploads", "")],
+        b"",
+        Some(&stranger),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_GATEWAY, "AccessDenied".into())
+    );
+    let m = one(&b, "Message");
+    assert!(
+        m.starts_with(
+            "Invalid request: Authorization: AWS4-HMAC-SHA256 Credential=AKIASTRANGER00000001/"
+        ),
+        "{m}"
+    );
+    assert!(!m.contains("stranger-secret"), "{m}");
+    // Used up: the listing answers again.
+    get(&sim, "/seeded", &[("uploads", "")]).await;
 }

@@ -18,4 +18,5 @@ mod packaging;
 mod readme;
 mod s3_cli;
 mod s3_moto;
+mod s3_virtual_host;
 mod url_credentials;

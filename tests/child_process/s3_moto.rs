@@ -116,18 +116,66 @@ async fn the_exporter_reads_moto_as_boto3_wrote_it() {
         e.3 = e.3.min(u["initiated_ms"].as_i64().unwrap());
     }
     assert!(!want.is_empty());
+    // The same bucket virtual-hosted (`path_style = false`): the exporter
+    // as a child whose HTTP proxy is moto, so `uploads.s3.sim.test` need
+    // not resolve; moto takes the bucket from the host of the absolute-form
+    // request line (and would take "s3" from a path-style request there).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vh_toml = dir.path().join("moto-vh.toml");
+    std::fs::write(
+        &vh_toml,
+        format!(
+            "[[targets]]\nname = \"moto-vh\"\nkind = \"s3\"\nurl = \"http://s3.sim.test:{port}\"\n\
+             path_style = false\nbuckets = [\"uploads\"]\n\
+             access_key_id_env = \"MOTO_KEY\"\nsecret_access_key_env = \"MOTO_SECRET\"\n"
+        ),
+    )
+    .expect("write config");
+    let vh_toml = vh_toml.display().to_string();
+    let (code, vh_text, err) = tokio::task::spawn_blocking(move || {
+        common::run_bin(
+            &["--config.file", &vh_toml, "--once"],
+            &[
+                "http_proxy",
+                "HTTPS_PROXY",
+                "https_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+                "no_proxy",
+                "NO_PROXY",
+                "REQUEST_METHOD",
+            ],
+            &[
+                ("HTTP_PROXY", endpoint.as_str()),
+                ("MOTO_KEY", "testing"),
+                ("MOTO_SECRET", "testing"),
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "{vh_text}\n{err}");
+
+    for (text, target) in [(&text, "moto:uploads"), (&vh_text, "moto-vh:uploads")] {
+        figures(text, target, &want);
+    }
+}
+
+/// The exporter's figures of `target` are what moto listed per initiator
+/// (sessions, bytes, parts, first initiation).
+fn figures(text: &str, target: &str, want: &HashMap<String, (u64, u64, u64, i64)>) {
     let day = 86_400_000;
-    for (owner, (n, bytes, parts, first)) in want {
+    for (owner, &(n, bytes, parts, first)) in want {
         let o = |m: &str| {
             common::value(
-                &text,
-                &format!("{m}{{target=\"moto:uploads\",owner_id=\"{owner}\"}}"),
+                text,
+                &format!("{m}{{target=\"{target}\",owner_id=\"{owner}\"}}"),
             )
         };
         assert_eq!(
             common::value(
-                &text,
-                &format!("upload_session_sessions{{target=\"moto:uploads\",owner_id=\"{owner}\",state=\"active\"}}")
+                text,
+                &format!("upload_session_sessions{{target=\"{target}\",owner_id=\"{owner}\",state=\"active\"}}")
             ),
             n.to_string()
         );
@@ -143,15 +191,17 @@ async fn the_exporter_reads_moto_as_boto3_wrote_it() {
     }
     assert_eq!(
         common::value(
-            &text,
-            "upload_session_abort_after_seconds{target=\"moto:uploads\"}"
+            text,
+            &format!("upload_session_abort_after_seconds{{target=\"{target}\"}}")
         ),
         "259200"
     );
     assert_eq!(
         common::value(
-            &text,
-            "upload_session_api_requests_total{target=\"moto:uploads\",endpoint=\"list_parts\"}"
+            text,
+            &format!(
+                "upload_session_api_requests_total{{target=\"{target}\",endpoint=\"list_parts\"}}"
+            )
         ),
         "3"
     );
