@@ -345,6 +345,43 @@ async fn errors_have_their_reasons_and_no_secret() {
     ));
     let e = poll("").await.unwrap_err();
     assert_eq!(e.reason(), ErrorReason::Decode, "{e}");
+    // An error document sent with HTTP 200 is an error, not an empty
+    // listing (serde alone would read it as one).
+    assert!(s3.inject(
+        Some("uploads"),
+        FaultRule {
+            endpoint: Some(S3Endpoint::ListMultipartUploads),
+            kind: FaultKind::HttpStatus {
+                status: 200,
+                content_type: "application/xml".into(),
+                body: "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>try again</Message></Error>".into(),
+            },
+            times: Some(1),
+        }
+    ));
+    let e = poll("").await.unwrap_err();
+    assert_eq!(e.reason(), ErrorReason::HttpStatus, "{e}");
+    assert!(e.to_string().contains("InternalError: try again"), "{e}");
+    // Another document than the one asked for: decode, naming both.
+    assert!(s3.inject(
+        Some("uploads"),
+        FaultRule {
+            endpoint: Some(S3Endpoint::ListMultipartUploads),
+            kind: FaultKind::HttpStatus {
+                status: 200,
+                content_type: "application/xml".into(),
+                body: "<ListPartsResult><IsTruncated>false</IsTruncated></ListPartsResult>".into(),
+            },
+            times: Some(1),
+        }
+    ));
+    let e = poll("").await.unwrap_err();
+    assert_eq!(e.reason(), ErrorReason::Decode, "{e}");
+    assert!(
+        e.to_string()
+            .contains("a <ListPartsResult> document, not <ListMultipartUploadsResult>"),
+        "{e}"
+    );
     sim.shutdown().await;
 }
 
@@ -393,6 +430,19 @@ fn configuration_errors_name_the_key() {
         .settings::<upload_session_exporter::kinds::s3::S3Config>()
         .unwrap();
     assert!(!s.path_style && s.access_key_id.is_none());
+    // Virtual-hosted, a bucket must be able to stand in a host name;
+    // path style takes any.
+    let got = p(
+        "[[targets]]\nname = \"a\"\nkind = \"s3\"\nregion = \"eu-west-1\"\nbuckets = [\"ok\", \"My_Bucket\"]\n",
+    );
+    assert_eq!(
+        got,
+        ["s3.toml: targets[0].buckets: \"My_Bucket\" cannot be part of a host name (virtual-hosted style); set path_style = true"]
+    );
+    assert!(p(
+        "[[targets]]\nname = \"a\"\nkind = \"s3\"\nregion = \"eu-west-1\"\npath_style = true\nbuckets = [\"My_Bucket\"]\n"
+    )
+    .is_empty());
     // With a url the region is only signed, never part of a host name.
     let got = p(
         "[[targets]]\nname = \"a\"\nkind = \"s3\"\nurl = \"http://127.0.0.1:9\"\n\

@@ -125,7 +125,14 @@ impl S3Client {
                 q.push(("upload-id-marker", id.clone()));
             }
             let url = self.url(None, &q);
-            let body = self.get(endpoint::LIST_UPLOADS, url, creds).await?;
+            let body = self
+                .get(
+                    endpoint::LIST_UPLOADS,
+                    "ListMultipartUploadsResult",
+                    url,
+                    creds,
+                )
+                .await?;
             let page: wire::UploadsPage = self.decode(endpoint::LIST_UPLOADS, &body)?;
             let encoded = page
                 .encoding_type
@@ -171,7 +178,9 @@ impl S3Client {
                 q.push(("part-number-marker", m.to_string()));
             }
             let url = self.url(Some(key), &q);
-            let body = self.get(endpoint::LIST_PARTS, url, creds).await?;
+            let body = self
+                .get(endpoint::LIST_PARTS, "ListPartsResult", url, creds)
+                .await?;
             let page: wire::PartsPage = self.decode(endpoint::LIST_PARTS, &body)?;
             let truncated = wire::flag(&page.is_truncated);
             let next = wire::number(&page.next_part_number_marker);
@@ -194,7 +203,9 @@ impl S3Client {
         let path = format!("{}/", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.set_query(None);
-        let body = self.get(endpoint::LIST_BUCKETS, url, creds).await?;
+        let body = self
+            .get(endpoint::LIST_BUCKETS, "ListAllMyBucketsResult", url, creds)
+            .await?;
         let list: wire::BucketList = self.decode(endpoint::LIST_BUCKETS, &body)?;
         Ok(list
             .buckets
@@ -208,7 +219,10 @@ impl S3Client {
     /// The bucket's lifecycle configuration; `None` when it has none.
     pub async fn lifecycle(&self, creds: &Credentials) -> Result<Option<Lifecycle>, FetchError> {
         let url = self.url(None, &[("lifecycle", String::new())]);
-        match self.get(endpoint::LIFECYCLE, url, creds).await {
+        match self
+            .get(endpoint::LIFECYCLE, "LifecycleConfiguration", url, creds)
+            .await
+        {
             Ok(body) => self.decode(endpoint::LIFECYCLE, &body).map(Some),
             Err(FetchError::HttpStatus {
                 status: 404,
@@ -259,10 +273,12 @@ impl S3Client {
         url
     }
 
-    /// Signs and sends a GET, returning the body of a 2xx answer.
+    /// Signs and sends a GET, returning the body of a 2xx answer whose
+    /// document is a `<root>`.
     async fn get(
         &self,
         endpoint: &'static str,
+        root: &'static str,
         url: Url,
         creds: &Credentials,
     ) -> Result<bytes::Bytes, FetchError> {
@@ -284,10 +300,26 @@ impl S3Client {
                     .record(endpoint)
             })
             .await?;
-        if resp.status.is_success() {
-            return Ok(resp.body);
+        if !resp.status.is_success() {
+            return Err(self.error(endpoint, &resp));
         }
-        Err(self.error(endpoint, &resp))
+        match wire::root(&resp.body) {
+            Some(r) if r == root => Ok(resp.body),
+            // S3 documents errors sent with 200 for some calls; a proxy or
+            // another store may send one for any.
+            Some(r) if r == "Error" => Err(self.error(endpoint, &resp)),
+            Some(r) => Err(FetchError::Decode {
+                endpoint,
+                detail: format!(
+                    "the answer is a <{}> document, not <{root}>",
+                    self.red.text(&r, 64)
+                ),
+            }),
+            None => Err(FetchError::Decode {
+                endpoint,
+                detail: format!("the answer is not an XML document (expected <{root}>)"),
+            }),
+        }
     }
 
     /// An S3 error answer as the exporter's error.

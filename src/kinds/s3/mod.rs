@@ -163,9 +163,18 @@ impl Kind for S3 {
             }
             b => b.unwrap_or_default(),
         };
+        let path_style = t.path_style.unwrap_or(!aws);
         let mut seen = BTreeSet::new();
         for b in &buckets {
-            if !valid_bucket(b) {
+            if valid_bucket(b) && !path_style && !host_label(b) {
+                input.problem(
+                    "buckets",
+                    format!(
+                        "{b:?} cannot be part of a host name (virtual-hosted style); set \
+                         path_style = true"
+                    ),
+                );
+            } else if !valid_bucket(b) {
                 input.problem(
                     "buckets",
                     format!(
@@ -263,7 +272,7 @@ impl Kind for S3 {
             buckets,
             bucket: None,
             prefix: t.prefix.unwrap_or_default(),
-            path_style: t.path_style.unwrap_or(!aws),
+            path_style,
             access_key_id,
             secret_access_key,
             session_token,
@@ -305,6 +314,7 @@ impl Kind for S3 {
             client: S3Client::new(target, cfg, limiter)?,
             target: target.clone(),
             region: cfg.region.clone(),
+            path_style: cfg.path_style,
             passed_over: BTreeSet::new(),
         }))
     }
@@ -376,6 +386,7 @@ struct BucketFinder {
     client: S3Client,
     target: TargetConfig,
     region: String,
+    path_style: bool,
     /// Buckets already reported as passed over (warned about once).
     passed_over: BTreeSet<String>,
 }
@@ -385,7 +396,7 @@ impl Discover for BucketFinder {
         Box::pin(async move {
             let creds = self.client.credentials().await?;
             let listed = self.client.list_buckets(&creds).await?;
-            let (names, passed_over) = watched(listed, &self.region);
+            let (names, passed_over) = watched(listed, &self.region, self.path_style);
             for (name, why) in passed_over {
                 if self.passed_over.insert(name.clone()) {
                     tracing::warn!(
@@ -411,12 +422,19 @@ impl Discover for BucketFinder {
 fn watched(
     listed: Vec<(String, Option<String>)>,
     region: &str,
+    path_style: bool,
 ) -> (Vec<String>, Vec<(String, String)>) {
     let mut names = Vec::new();
     let mut passed_over = Vec::new();
     for (name, in_region) in listed {
         if !valid_bucket(&name) {
             passed_over.push((name, "its name is not a bucket name".to_string()));
+        } else if !path_style && !host_label(&name) {
+            passed_over.push((
+                name,
+                "its name cannot be part of a host name; set path_style = true to watch it"
+                    .to_string(),
+            ));
         } else if let Some(r) = in_region.filter(|r| !r.eq_ignore_ascii_case(region)) {
             passed_over.push((
                 name,
@@ -618,6 +636,20 @@ fn valid_region(r: &str) -> bool {
     !r.is_empty() && r.len() <= 64 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// A bucket name that can stand before the host name (virtual-hosted
+/// style): dot-separated labels of lower-case letters, digits and inner
+/// dashes. The URL library would lower-case `Uploads`, and `_` is no host
+/// character.
+fn host_label(b: &str) -> bool {
+    b.split('.').all(|l| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    })
+}
+
 /// Letters, digits, `.`, `-`, `_` (AWS allows fewer; other stores more).
 fn valid_bucket(b: &str) -> bool {
     !b.is_empty()
@@ -752,22 +784,34 @@ mod tests {
 
     #[test]
     fn buckets_found_in_another_region_or_misnamed_are_passed_over() {
-        let listed = vec![
+        let listed: Vec<(String, Option<String>)> = vec![
             ("b".to_string(), None),
             ("a".to_string(), Some("EU-west-1".to_string())),
             ("far".to_string(), Some("us-east-2".to_string())),
             ("a/b".to_string(), None),
             ("b".to_string(), None),
         ];
-        let (names, over) = watched(listed, "eu-west-1");
+        let (names, over) = watched(listed.clone(), "eu-west-1", true);
         assert_eq!(names, ["a", "b"]);
         let over: Vec<&str> = over.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(over, ["far", "a/b"]);
+        // Virtual-hosted: a name that cannot be a host label is passed over.
+        let listed = vec![
+            ("ok.name-1".to_string(), None),
+            ("Upper".to_string(), None),
+            ("under_score".to_string(), None),
+            ("-dash".to_string(), None),
+            ("a..b".to_string(), None),
+        ];
+        let (names, over) = watched(listed, "x", false);
+        assert_eq!(names, ["ok.name-1"]);
+        let over: Vec<&str> = over.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(over, ["Upper", "under_score", "-dash", "a..b"]);
         let many = (0..MAX_FOUND_BUCKETS + 5)
             .rev()
             .map(|i| (format!("b{i:05}"), None))
             .collect();
-        let (names, over) = watched(many, "x");
+        let (names, over) = watched(many, "x", true);
         assert_eq!(names.len(), MAX_FOUND_BUCKETS);
         assert_eq!(names[0], "b00000");
         let over: Vec<&str> = over.iter().map(|(n, _)| n.as_str()).collect();

@@ -189,6 +189,27 @@ pub fn number(v: &Option<String>) -> Option<u64> {
     v.as_deref().and_then(|s| s.trim().parse().ok())
 }
 
+/// The local name of the document's root element (after the declaration,
+/// comments and processing instructions); `None` when there is none (an
+/// empty body, or not XML). serde ignores the root's name, so without this
+/// check an `<Error>` document sent with HTTP 200 would read as an empty
+/// listing.
+pub fn root(body: &[u8]) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut buf = Vec::new();
+    // Bounded: anything but a start tag before the root is rare and short.
+    for _ in 0..64 {
+        match reader.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Start(e)) | Ok(quick_xml::events::Event::Empty(e)) => {
+                return Some(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+            }
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return None,
+            Ok(_) => buf.clear(),
+        }
+    }
+    None
+}
+
 /// Decodes an XML document into `T`; the error says where it failed, never
 /// what the document held.
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
@@ -253,6 +274,20 @@ mod tests {
         );
         assert_eq!(u.initiated.as_deref(), Some("2010-11-10T20:48:33.000Z"));
         assert_eq!(p.uploads[1].initiator.as_ref().unwrap().display_name, None);
+    }
+
+    #[test]
+    fn the_root_element_is_named() {
+        let r = |b: &[u8]| root(b);
+        assert_eq!(
+            r(b"<?xml version=\"1.0\"?>\n<!-- hi --><ListPartsResult xmlns=\"x\"><a/></ListPartsResult>")
+                .as_deref(),
+            Some("ListPartsResult")
+        );
+        assert_eq!(r(b"<s3:Error xmlns:s3=\"x\"/>").as_deref(), Some("Error"));
+        assert_eq!(r(b"").as_deref(), None);
+        assert_eq!(r(b"not xml at all").as_deref(), None);
+        assert_eq!(r(b"{\"json\": true}").as_deref(), None);
     }
 
     #[test]
