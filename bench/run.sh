@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The fleet benchmark, in one command (see BENCHMARKS.md):
 #
-#   bench/run.sh                 full run (~25 min: 10-min soak, memory bound only)
-#   bench/run.sh --quick         2-min soak, shorter wrk runs (~13 min)
-#   bench/run.sh --soak-secs 3600 --skip scale   the hour-long memory soak
+#   bench/run.sh                 full run (~25 min: 10-min soak, memory bound
+#                                only; + ~25 min for the S3 buckets)
+#   bench/run.sh --quick         2-min soak, shorter wrk runs (~13 min + S3)
+#   bench/run.sh --soak-secs 3600 --only soak   the hour-long memory soak
 #   bench/run.sh --only s3       the S3 buckets alone (~25 min; valgrind for
 #                                the callgrind rows, or add --skip s3-callgrind)
 #
