@@ -197,7 +197,8 @@ impl History {
                             tracing::warn!(
                                 listed = sessions.len(),
                                 "the upstream lists more than {MAX_TRACKED} sessions; those beyond \
-                                 are judged without history (no stall or ended detection)"
+                                 are judged without history: their end is not counted, and a \
+                                 stall is seen only from the upstream's own last-upload time"
                             );
                         }
                         untracked = fresh;
