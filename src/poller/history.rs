@@ -294,6 +294,43 @@ mod cap_tests {
         assert_eq!(h.len(), MAX_TRACKED);
         assert!(ended.is_empty());
     }
+
+    #[test]
+    fn beyond_the_cap_a_stall_is_judged_from_the_last_upload_and_an_end_is_not_counted() {
+        let rules = Rules {
+            stall_after_ms: 60_000,
+            at_risk_horizon_ms: 0,
+        };
+        let now = 10_000_000;
+        let active = |i: usize, last: i64| Session {
+            id: format!("s{i}"),
+            owner_id: "o".into(),
+            owner_name: None,
+            path: None,
+            state: SessionState::Active,
+            size: None,
+            uploaded: 1,
+            parts: 1,
+            created: Some(0),
+            expires: None,
+            last_upload: Some(last),
+            files: None,
+        };
+        let mut listed: Vec<Session> = (0..MAX_TRACKED).map(|i| active(i, now)).collect();
+        // Two beyond the cap: one idle for longer than stall_after, one not.
+        listed.push(active(MAX_TRACKED, now - 60_000));
+        listed.push(active(MAX_TRACKED + 1, now - 59_999));
+        let mut h = History::default();
+        let (j, _) = h.update(&listed, now, rules);
+        assert_eq!(h.len(), MAX_TRACKED);
+        assert!(j[MAX_TRACKED].stalled);
+        assert!(!j[MAX_TRACKED + 1].stalled);
+        assert!(!j[0].stalled);
+        // The untracked ones leave the list: not counted; a tracked one is.
+        listed.truncate(MAX_TRACKED - 1);
+        let (_, ended) = h.update(&listed, now + 1_000, rules);
+        assert_eq!(ended, vec![("o".to_string(), Outcome::Completed)]);
+    }
 }
 
 /// How a session listed in a state that is not live ended.
