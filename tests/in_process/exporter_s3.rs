@@ -684,3 +684,59 @@ async fn buckets_found_at_run_time_come_and_go_and_a_failing_listbuckets_loses_n
     exporter.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_or_removes_the_finder_changes_what_it_found() {
+    let now = OffsetDateTime::now_utc();
+    let (bucket, _) = uploads_bucket(now);
+    let sim = s3_sim(vec![bucket]).await;
+    let with = |extra: &str| {
+        let mut cfg = finder_config(&sim, extra);
+        cfg.targets[0].poll_interval = Duration::from_millis(300);
+        cfg
+    };
+    let shutdown = CancellationToken::new();
+    let exporter = Exporter::start(with(""), None, ServeOptions::loopback(), shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", exporter.addr());
+    let page = || async { get(&format!("{base}/metrics")).await.text().await.unwrap() };
+    let bob = format!("upload_session_sessions{{target=\"all:uploads\",owner_id=\"{BOB}\"");
+    let alice = format!("upload_session_sessions{{target=\"all:uploads\",owner_id=\"{ALICE}\"");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let p = page().await;
+            p.contains(&bob) && p.contains(&alice)
+        })
+        .await
+    );
+    // A prefix now: the finder restarts; the bucket it found keeps its series
+    // until the new finder's buckets replace it, with the prefix.
+    let summary = exporter.apply(with("prefix = \"incoming/\"")).await;
+    assert_eq!(summary.changed, ["all"], "{summary}");
+    assert!(page().await.contains(&alice));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let p = page().await;
+            !p.contains(&bob) && p.contains(&alice)
+        })
+        .await,
+        "{}",
+        page().await
+    );
+    // The finder removed: what it found goes with it.
+    let mut none = with("");
+    none.targets.clear();
+    let summary = exporter.apply(none).await;
+    assert_eq!(summary.removed, ["all", "all:uploads"], "{summary}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !page().await.contains("target=\"all")
+        })
+        .await
+    );
+    assert!(exporter.waiting_targets().is_empty());
+    shutdown.cancel();
+    exporter.stop().await;
+    sim.shutdown().await;
+}
