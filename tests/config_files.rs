@@ -159,11 +159,26 @@ async fn a_fifo_secret_fails_the_reload_and_the_server_keeps_answering() {
         body.contains("running configuration stays in force"),
         "{body}"
     );
-    let r = c.get(format!("{base}/metrics")).send().await.unwrap();
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("upload_session_exporter_config_last_reload_successful 0"));
+    // The page is assembled a moment after the change (the publisher lets
+    // a burst of changes settle first), so it is read until it shows.
+    let mut shown = String::new();
+    for _ in 0..50 {
+        shown = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if shown.contains("upload_session_exporter_config_last_reload_successful 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown.contains("upload_session_exporter_config_last_reload_successful 0"),
+        "{shown}"
+    );
     e.stop().await;
 }
