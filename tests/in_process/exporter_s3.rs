@@ -76,19 +76,15 @@ async fn s3_sim(buckets: Vec<S3BucketSpec>) -> Simulator {
 }
 
 fn config(sim: &Simulator, extra: &str) -> Config {
+    target(sim, "s3", &format!("buckets = [\"uploads\"]\n{extra}"))
+}
+
+/// One S3 target on the simulator with the demo key pair, plus `extra`.
+fn target(sim: &Simulator, name: &str, extra: &str) -> Config {
     let url = sim.s3_url().expect("an S3 listener");
     let toml = format!(
-        r#"
-[[targets]]
-name = "s3"
-kind = "s3"
-url = "{url}"
-buckets = ["uploads"]
-access_key_id_env = "S3_KEY"
-secret_access_key_env = "S3_SECRET"
-timeout = "5s"
-{extra}
-"#
+        "[[targets]]\nname = \"{name}\"\nkind = \"s3\"\nurl = \"{url}\"\n\
+         access_key_id_env = \"S3_KEY\"\nsecret_access_key_env = \"S3_SECRET\"\ntimeout = \"5s\"\n{extra}\n"
     );
     match parse_str(&toml, "s3.toml", &env()) {
         Ok(c) => c,
@@ -475,15 +471,7 @@ fn configuration_errors_name_the_key() {
 
 /// A target without `buckets`: the buckets ListBuckets returns.
 fn finder_config(sim: &Simulator, extra: &str) -> Config {
-    let url = sim.s3_url().expect("an S3 listener");
-    let toml = format!(
-        "[[targets]]\nname = \"all\"\nkind = \"s3\"\nurl = \"{url}\"\n\
-         access_key_id_env = \"S3_KEY\"\nsecret_access_key_env = \"S3_SECRET\"\ntimeout = \"5s\"\n{extra}\n"
-    );
-    match parse_str(&toml, "s3.toml", &env()) {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
-    }
+    target(sim, "all", extra)
 }
 
 #[tokio::test]
