@@ -170,16 +170,14 @@ impl Supervisor {
         self.found.insert(name.clone(), found.targets);
         let mut summary = ReloadSummary::default();
         // Registers the new targets with `/-/ready` before answering.
-        let started = self.sync_with(&mut summary, Some(found.taken)).await;
-        if started {
-            tracing::info!(
-                target = %name,
-                added = %summary.added.join(", "),
-                removed = %summary.removed.join(", "),
-                changed = %summary.changed.join(", "),
-                "the targets found changed"
-            );
-        }
+        self.sync_with(&mut summary, Some(found.taken)).await;
+        tracing::info!(
+            target = %name,
+            added = %summary.added.join(", "),
+            removed = %summary.removed.join(", "),
+            changed = %summary.changed.join(", "),
+            "the targets found changed"
+        );
     }
 
     fn owns(&self, name: &str) -> bool {
@@ -211,12 +209,12 @@ impl Supervisor {
 
     /// Starts, restarts and stops poll tasks until they match
     /// [`wanted`](Self::wanted); answers `registered` once every target to
-    /// start is waited for by `/-/ready`. True if anything changed.
+    /// start is waited for by `/-/ready`.
     async fn sync_with(
         &mut self,
         summary: &mut ReloadSummary,
         registered: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> bool {
+    ) {
         let wanted = self.wanted();
         for name in wanted.keys() {
             if !self.running.contains_key(name) {
@@ -274,7 +272,6 @@ impl Supervisor {
                 },
             );
         }
-        !(summary.added.is_empty() && summary.removed.is_empty() && summary.changed.is_empty())
     }
 
     async fn stop_all(&mut self) {

@@ -569,12 +569,40 @@ async fn buckets_found_at_run_time_come_and_go_and_a_failing_listbuckets_loses_n
     let now = OffsetDateTime::now_utc();
     let (bucket, _) = uploads_bucket(now);
     let sim = s3_sim(vec![bucket, S3BucketSpec::new("empty")]).await;
+    // Slow first answers, so that what /-/ready waits for can be seen: the
+    // finder until its ListBuckets answered, then the buckets it found.
+    let s3 = sim.s3().unwrap();
+    assert!(s3.inject(
+        None,
+        FaultRule {
+            endpoint: Some(S3Endpoint::ListBuckets),
+            kind: FaultKind::Delay(Duration::from_millis(1500)),
+            times: Some(1),
+        }
+    ));
+    assert!(s3.inject(
+        Some("uploads"),
+        FaultRule {
+            endpoint: Some(S3Endpoint::ListMultipartUploads),
+            kind: FaultKind::Delay(Duration::from_millis(1500)),
+            times: Some(1),
+        }
+    ));
     let mut cfg = finder_config(&sim, "");
     cfg.targets[0].poll_interval = Duration::from_millis(300);
     let shutdown = CancellationToken::new();
     let exporter = Exporter::start(cfg, None, ServeOptions::loopback(), shutdown.clone())
         .await
         .unwrap();
+    assert_eq!(exporter.waiting_targets(), ["all"]);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            exporter.waiting_targets() == ["all:uploads"]
+        })
+        .await,
+        "{:?}",
+        exporter.waiting_targets()
+    );
     let base = format!("http://{}", exporter.addr());
     let page = || async { get(&format!("{base}/metrics")).await.text().await.unwrap() };
     let shows = |needle: String| {
@@ -598,6 +626,12 @@ async fn buckets_found_at_run_time_come_and_go_and_a_failing_listbuckets_loses_n
     assert!(exporter.waiting_targets().is_empty());
     // The page is assembled a moment after the polls.
     assert!(shows("target=\"all:empty\"".into()).await);
+    assert!(
+        shows(format!(
+            "upload_session_uploaded_parts{{target=\"all:uploads\",owner_id=\"{ALICE}\"}}"
+        ))
+        .await
+    );
     let text = page().await;
     assert_eq!(
         value(
@@ -618,7 +652,6 @@ async fn buckets_found_at_run_time_come_and_go_and_a_failing_listbuckets_loses_n
     );
     // A new bucket is watched from the next ListBuckets on; a deleted one
     // goes with its series.
-    let s3 = sim.s3().unwrap();
     assert!(s3.create_bucket("fresh"));
     let mut u = S3UploadSeed::new("f.bin", S3Identity::new(BOB, "bob"), now);
     u.parts = vec![(1, 777)];
@@ -702,6 +735,8 @@ async fn a_reload_that_changes_or_removes_the_finder_changes_what_it_found() {
     // until the new finder's buckets replace it, with the prefix.
     let summary = exporter.apply(with("prefix = \"incoming/\"")).await;
     assert_eq!(summary.changed, ["all"], "{summary}");
+    // What the old finder found keeps running, untouched.
+    assert_eq!(summary.unchanged, 1, "{summary}");
     assert!(page().await.contains(&alice));
     assert!(
         eventually(Duration::from_secs(10), || async {
